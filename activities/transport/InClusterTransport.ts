@@ -1,0 +1,62 @@
+import { createHash } from 'node:crypto';
+import { WorkflowNotFoundError, WorkflowUpdateFailedError, type Client } from '@temporalio/client';
+import type { ProcessMessage, TransferRequestMessage } from '../../src/dsp.js';
+import { controlPlaneTaskQueue, IN_CLUSTER_SCHEME, transferProcessWorkflowId } from '../../src/ids.js';
+import { counterpartyMessageUpdate, type TransferProcessInput } from '../../src/TransferProcess.js';
+import { CounterpartyRejected, type CounterpartyTransport } from '../../src/Transport.js';
+
+/**
+ * Two connectors on one Temporal cluster: a message is delivered straight to the counterparty's
+ * TransferProcess workflow (a request starts it; everything else is an update whose validator
+ * accepts or refuses at once).
+ */
+export class InClusterTransport implements CounterpartyTransport {
+  readonly name = 'in-cluster';
+
+  constructor(private readonly client: Client) {}
+
+  canReach(address: string): boolean {
+    return address.startsWith(IN_CLUSTER_SCHEME);
+  }
+
+  async requestTransfer(address: string, message: TransferRequestMessage): Promise<{ providerPid: string }> {
+    const provider = connectorOf(address);
+    // The same consumer process always maps to the same provider process: a re-sent request is idempotent.
+    const providerPid = `p-${createHash('sha256').update(`${message.callbackAddress}\n${message.consumerPid}`).digest('hex').slice(0, 32)}`;
+    const input: TransferProcessInput = {
+      role: 'PROVIDER',
+      connectorId: provider,
+      processId: providerPid,
+      counterpartyPid: message.consumerPid,
+      counterpartyAddress: message.callbackAddress,
+      agreementId: message.agreementId,
+      assetId: message.assetId,
+      transferType: message.format as TransferProcessInput['transferType'],
+      ...(message.dataAddress ? { dataDestination: message.dataAddress } : {}),
+    };
+    await this.client.workflow.start('transferProcessWorkflow', {
+      workflowId: transferProcessWorkflowId(provider, providerPid),
+      taskQueue: controlPlaneTaskQueue(provider),
+      args: [input],
+      workflowIdConflictPolicy: 'USE_EXISTING',
+    });
+    return { providerPid };
+  }
+
+  async send(address: string, receiverPid: string, message: ProcessMessage): Promise<void> {
+    const handle = this.client.workflow.getHandle(transferProcessWorkflowId(connectorOf(address), receiverPid));
+    try {
+      await handle.executeUpdate(counterpartyMessageUpdate, { args: [message] });
+    } catch (e) {
+      if (e instanceof WorkflowUpdateFailedError) throw new CounterpartyRejected(e.cause?.message ?? e.message);
+      if (e instanceof WorkflowNotFoundError) throw new CounterpartyRejected(`counterparty process ${receiverPid} not found`);
+      throw e;
+    }
+  }
+}
+
+function connectorOf(address: string): string {
+  const id = address.slice(IN_CLUSTER_SCHEME.length).replace(/\/+$/, '');
+  if (!/^[A-Za-z0-9][A-Za-z0-9._-]*$/.test(id)) throw new CounterpartyRejected(`bad in-cluster address ${address}`);
+  return id;
+}

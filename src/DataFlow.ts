@@ -1,0 +1,105 @@
+import { z } from 'zod';
+import { defineQuery, defineSignal, defineUpdate } from '@temporalio/workflow';
+import { defineSearchAttributeKey } from '@temporalio/common';
+import { DataAddressSchema, type DataAddress } from './DataAddress.js';
+import { IdSchema } from './ids.js';
+import type { DeprovisionReason, ProvisionSide, Role } from './Provisioner.js';
+import type { DataFlowState } from './DataFlowState.js';
+
+/** The contract of the DataFlow workflow: the data-plane signaling interface and its status. */
+
+export const DataFlowInputSchema = z.object({
+  flowId: IdSchema,
+  connectorId: IdSchema,
+  processId: IdSchema,
+  role: z.enum(['CONSUMER', 'PROVIDER']),
+  /** The data-plane instance that owns the flow (its task queue runs every activity). */
+  instanceId: IdSchema,
+  /** The TransferProcess workflow that receives the callbacks. */
+  callbackWorkflowId: z.string().min(1),
+});
+export type DataFlowInput = z.infer<typeof DataFlowInputSchema>;
+
+export const DataFlowPrepareMessageSchema = z.object({
+  transferType: z.string().min(1),
+  destination: DataAddressSchema.optional(),
+  source: DataAddressSchema.optional(),
+});
+export type DataFlowPrepareMessage = z.infer<typeof DataFlowPrepareMessageSchema>;
+
+/** `start` (and `resume`): the provider's data plane moves the bytes; the consumer's only records it. */
+export const DataFlowStartMessageSchema = z.object({
+  transferType: z.string().min(1),
+  source: DataAddressSchema.optional(),
+  destination: DataAddressSchema.optional(),
+});
+export type DataFlowStartMessage = z.infer<typeof DataFlowStartMessageSchema>;
+
+/** What every signaling call answers at once: did it trigger async (de)provisioning? */
+export interface DataFlowResponse {
+  state: DataFlowState;
+  /** True: wait for the callback. False: go on now. */
+  async: boolean;
+  /** The (possibly rewritten) address the counterparty needs: the consumer's destination after `prepare`. */
+  dataAddress?: DataAddress;
+}
+
+export interface ProvisionedResource {
+  provisioner: string;
+  side: ProvisionSide;
+  resource: Record<string, string>;
+  /** Already released (after a suspension, say). */
+  released: boolean;
+}
+
+export interface DataFlowStatus {
+  flowId: string;
+  processId: string;
+  role: Role;
+  instanceId: string;
+  state: DataFlowState;
+  source?: DataAddress;
+  destination?: DataAddress;
+  resources: ProvisionedResource[];
+  bytesTransferred?: number;
+  sha256?: string;
+  reason?: string;
+  error?: string;
+  history: { state: DataFlowState; at: string; note?: string }[];
+}
+
+/** An external provisioning service finished what it answered "pending" to. */
+export const ProvisionerCallbackSchema = z.object({
+  op: z.enum(['provision', 'deprovision']),
+  provisioner: z.string().min(1),
+  side: z.enum(['source', 'destination']),
+  ok: z.boolean(),
+  address: DataAddressSchema.optional(),
+  error: z.string().max(2000).optional(),
+});
+export type ProvisionerCallback = z.infer<typeof ProvisionerCallbackSchema>;
+
+export const ReasonMessageSchema = z.object({ reason: z.string().max(1000).optional() });
+export type ReasonMessage = z.infer<typeof ReasonMessageSchema>;
+
+export const prepareUpdate = defineUpdate<DataFlowResponse, [DataFlowPrepareMessage]>('prepare');
+export const startUpdate = defineUpdate<DataFlowResponse, [DataFlowStartMessage]>('start');
+export const resumeFlowUpdate = defineUpdate<DataFlowResponse, [DataFlowStartMessage]>('resume');
+export const suspendFlowUpdate = defineUpdate<DataFlowResponse, [ReasonMessage]>('suspend');
+export const terminateFlowUpdate = defineUpdate<DataFlowResponse, [ReasonMessage]>('terminate');
+/** The consumer's control plane heard the provider complete: release what was provisioned. */
+export const completeFlowUpdate = defineUpdate<DataFlowResponse, []>('complete');
+export const provisionerCallbackSignal = defineSignal<[ProvisionerCallback]>('provisionerCallback');
+export const dataFlowStatusQuery = defineQuery<DataFlowStatus>('status');
+
+export const DataFlowStateAttr = defineSearchAttributeKey('FerryDataFlowState', 'KEYWORD');
+
+export type DataFlowOp = 'prepare' | 'start' | 'resume' | 'suspend' | 'terminate' | 'complete';
+
+export interface DataFlowResult {
+  state: DataFlowState;
+  reason: string;
+}
+
+export const deprovisionReasonFor = (state: DataFlowState): DeprovisionReason =>
+  state === 'COMPLETED' ? 'completed' : state === 'SUSPENDED' ? 'suspended' : state === 'FAILED' ? 'failed' : 'terminated';

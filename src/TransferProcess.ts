@@ -1,0 +1,105 @@
+import { z } from 'zod';
+import { defineQuery, defineSignal, defineUpdate } from '@temporalio/workflow';
+import { defineSearchAttributeKey } from '@temporalio/common';
+import { DataAddressSchema, type DataAddress } from './DataAddress.js';
+import { IdSchema } from './ids.js';
+import type { ProcessMessage } from './dsp.js';
+import { TransferSettingsOverridesSchema } from './settings.js';
+import type { Role } from './Provisioner.js';
+import type { TransferProcessState } from './TransferProcessState.js';
+
+/** The contract of the TransferProcess workflow: its input, status query, updates, signals and search attributes. */
+
+/** Transfer types: `<endpointType>-<PUSH|PULL>` as in DSP `format`. */
+export const TRANSFER_TYPES = ['File-PUSH'] as const;
+export const TransferTypeSchema = z.enum(TRANSFER_TYPES, {
+  error: (i) => `unsupported transferType ${JSON.stringify(i.input)}; supported: ${TRANSFER_TYPES.join(', ')}`,
+});
+export type TransferType = z.infer<typeof TransferTypeSchema>;
+
+export const TransferProcessInputSchema = z.object({
+  role: z.enum(['CONSUMER', 'PROVIDER']),
+  /** This connector. */
+  connectorId: IdSchema,
+  /** This side's process id (consumerPid for the consumer, providerPid for the provider). */
+  processId: IdSchema,
+  /** The other side's process id, when known at start (the provider knows the consumerPid). */
+  counterpartyPid: z.string().min(1).optional(),
+  /** Where the counterparty's connector is reached, e.g. `temporal://provider`. */
+  counterpartyAddress: z.string().min(1),
+  agreementId: z.string().min(1),
+  assetId: z.string().min(1),
+  transferType: TransferTypeSchema,
+  /** Consumer: where the data should go. Provider: the address the consumer asked for. */
+  dataDestination: DataAddressSchema.optional(),
+  /** Pin the transfer to one data-plane instance instead of letting the selector choose. */
+  dataPlaneId: IdSchema.optional(),
+  settings: TransferSettingsOverridesSchema.optional(),
+});
+export type TransferProcessInput = z.infer<typeof TransferProcessInputSchema>;
+
+export interface StateChange {
+  state: TransferProcessState;
+  at: string;
+  note?: string;
+}
+
+export interface DataPlaneRef {
+  id: string;
+  taskQueue: string;
+}
+
+export interface TransferProcessStatus {
+  processId: string;
+  role: Role;
+  state: TransferProcessState;
+  stateCode: number;
+  connectorId: string;
+  counterpartyPid?: string;
+  counterpartyAddress: string;
+  transferType: string;
+  agreementId: string;
+  assetId: string;
+  dataFlowId: string;
+  dataPlane?: DataPlaneRef;
+  /** Addresses as queries show them: secrets masked. */
+  dataDestination?: DataAddress;
+  /** Why the process is where it is now (set for every final state). */
+  reason?: string;
+  error?: string;
+  history: StateChange[];
+}
+
+/** What the data plane reports back on a `*_REQUESTED` wait or when the transfer ends. */
+export const DataPlaneCallbackSchema = z.object({
+  flowId: z.string(),
+  /** Which call this answers; `transfer` reports the end of the bytes' movement. */
+  op: z.enum(['prepare', 'start', 'suspend', 'terminate', 'transfer']),
+  ok: z.boolean(),
+  dataAddress: DataAddressSchema.optional(),
+  error: z.string().optional(),
+});
+export type DataPlaneCallback = z.infer<typeof DataPlaneCallbackSchema>;
+
+export const ReasonSchema = z.object({ reason: z.string().max(1000).optional() });
+export type ReasonArgs = z.infer<typeof ReasonSchema>;
+
+export const transferProcessStatusQuery = defineQuery<TransferProcessStatus>('status');
+/** Client commands: validators reject illegal ones at once, before anything is recorded. */
+export const suspendUpdate = defineUpdate<TransferProcessState, [ReasonArgs]>('suspend');
+export const resumeUpdate = defineUpdate<TransferProcessState, []>('resume');
+export const terminateUpdate = defineUpdate<TransferProcessState, [ReasonArgs]>('terminate');
+/** A DSP message from the counterparty, delivered by a transport. */
+export const counterpartyMessageUpdate = defineUpdate<TransferProcessState, [ProcessMessage]>('counterpartyMessage');
+export const dataPlaneCallbackSignal = defineSignal<[DataPlaneCallback]>('dataPlaneCallback');
+
+export const TransferStateAttr = defineSearchAttributeKey('FerryTransferState', 'KEYWORD');
+export const TransferRoleAttr = defineSearchAttributeKey('FerryTransferRole', 'KEYWORD');
+export const TransferTypeAttr = defineSearchAttributeKey('FerryTransferType', 'KEYWORD');
+export const CounterpartyAttr = defineSearchAttributeKey('FerryCounterparty', 'KEYWORD');
+export const DataPlaneAttr = defineSearchAttributeKey('FerryDataPlane', 'KEYWORD');
+
+export interface TransferProcessResult {
+  state: TransferProcessState;
+  reason: string;
+}

@@ -1,0 +1,151 @@
+import { randomUUID } from 'node:crypto';
+import { WorkflowUpdateFailedError, type Client, type WorkflowHandle } from '@temporalio/client';
+import { z } from 'zod';
+import { DataAddressSchema } from './DataAddress.js';
+import { isConfinedPath } from './FileAddress.js';
+import { controlPlaneTaskQueue, IdSchema, transferProcessWorkflowId } from './ids.js';
+import type { SecretBox } from './secrets.js';
+import { TransferSettingsOverridesSchema } from './settings.js';
+import {
+  resumeUpdate,
+  suspendUpdate,
+  terminateUpdate,
+  transferProcessStatusQuery,
+  TransferTypeSchema,
+  type TransferProcessInput,
+  type TransferProcessResult,
+  type TransferProcessStatus,
+} from './TransferProcess.js';
+import type { TransferProcessState } from './TransferProcessState.js';
+
+/** What a user asks for to start a consumer transfer. Checked in full before any workflow starts. */
+export const TransferRequestSchema = z
+  .object({
+    connectorId: IdSchema,
+    processId: IdSchema.optional(),
+    counterpartyAddress: z.string().min(1),
+    agreementId: z.string().min(1),
+    assetId: z.string().min(1),
+    transferType: TransferTypeSchema,
+    dataDestination: DataAddressSchema,
+    dataPlaneId: IdSchema.optional(),
+    settings: TransferSettingsOverridesSchema.optional(),
+  })
+  .strict()
+  .superRefine((req, ctx) => {
+    const [endpointType] = req.transferType.split('-');
+    if (req.dataDestination.endpointType !== endpointType) {
+      ctx.addIssue({ code: 'custom', path: ['dataDestination', 'endpointType'], message: `${req.transferType} needs a ${endpointType} destination, got ${req.dataDestination.endpointType}` });
+    }
+    if (req.dataDestination.endpointType === 'File' && !isConfinedPath(req.dataDestination.endpoint)) {
+      ctx.addIssue({ code: 'custom', path: ['dataDestination', 'endpoint'], message: `File endpoint ${JSON.stringify(req.dataDestination.endpoint)} must be a relative path inside the data plane's file root` });
+    }
+  });
+export type TransferRequest = z.input<typeof TransferRequestSchema>;
+
+export class InvalidRequestError extends Error {
+  constructor(message: string) {
+    super(message);
+    this.name = 'InvalidRequestError';
+  }
+}
+
+/** A command the process refused (its update validator said no). */
+export class CommandRefusedError extends Error {
+  constructor(message: string) {
+    super(message);
+    this.name = 'CommandRefusedError';
+  }
+}
+
+export interface StartedTransfer {
+  connectorId: string;
+  processId: string;
+  workflowId: string;
+}
+
+/** The user-facing API: start a transfer, read it, suspend/resume/terminate it. */
+export class FerryClient {
+  constructor(
+    private readonly client: Client,
+    private readonly secrets?: SecretBox,
+  ) {}
+
+  /** Starts a consumer transfer. The same processId twice reaches the same transfer. */
+  async startTransfer(raw: TransferRequest): Promise<StartedTransfer> {
+    const parsed = TransferRequestSchema.safeParse(raw);
+    if (!parsed.success) throw new InvalidRequestError(`invalid transfer request:\n${z.prettifyError(parsed.error)}`);
+    const req = parsed.data;
+    const processId = req.processId ?? randomUUID();
+    const input: TransferProcessInput = {
+      role: 'CONSUMER',
+      connectorId: req.connectorId,
+      processId,
+      counterpartyAddress: req.counterpartyAddress,
+      agreementId: req.agreementId,
+      assetId: req.assetId,
+      transferType: req.transferType,
+      // credentials in the destination never reach the history in plain
+      dataDestination: this.secrets ? this.secrets.seal(req.dataDestination) : req.dataDestination,
+      ...(req.dataPlaneId ? { dataPlaneId: req.dataPlaneId } : {}),
+      ...(req.settings ? { settings: req.settings } : {}),
+    };
+    const workflowId = transferProcessWorkflowId(req.connectorId, processId);
+    await this.client.workflow.start('transferProcessWorkflow', {
+      workflowId,
+      taskQueue: controlPlaneTaskQueue(req.connectorId),
+      args: [input],
+      workflowIdConflictPolicy: 'USE_EXISTING',
+    });
+    return { connectorId: req.connectorId, processId, workflowId };
+  }
+
+  handle(connectorId: string, processId: string): WorkflowHandle {
+    return this.client.workflow.getHandle(transferProcessWorkflowId(connectorId, processId));
+  }
+
+  status(connectorId: string, processId: string): Promise<TransferProcessStatus> {
+    return this.handle(connectorId, processId).query(transferProcessStatusQuery);
+  }
+
+  result(connectorId: string, processId: string): Promise<TransferProcessResult> {
+    return this.handle(connectorId, processId).result();
+  }
+
+  suspend(connectorId: string, processId: string, reason?: string): Promise<TransferProcessState> {
+    return this.command(() => this.handle(connectorId, processId).executeUpdate(suspendUpdate, { args: [reason ? { reason } : {}] }));
+  }
+
+  resume(connectorId: string, processId: string): Promise<TransferProcessState> {
+    return this.command(() => this.handle(connectorId, processId).executeUpdate(resumeUpdate, { args: [] }));
+  }
+
+  terminate(connectorId: string, processId: string, reason?: string): Promise<TransferProcessState> {
+    return this.command(() => this.handle(connectorId, processId).executeUpdate(terminateUpdate, { args: [reason ? { reason } : {}] }));
+  }
+
+  /** Waits until the process reaches one of `states` (polling its query; bounded by `timeoutMs`). */
+  async waitForState(connectorId: string, processId: string, states: TransferProcessState[], timeoutMs = 60_000): Promise<TransferProcessStatus> {
+    const deadline = Date.now() + timeoutMs;
+    let last: TransferProcessStatus | undefined;
+    while (Date.now() < deadline) {
+      try {
+        last = await this.status(connectorId, processId);
+        if (states.includes(last.state)) return last;
+      } catch {
+        // not started yet
+      }
+      await new Promise((r) => setTimeout(r, 100));
+    }
+    throw new Error(`transfer ${processId} did not reach ${states.join('|')} within ${timeoutMs} ms (last: ${last?.state ?? 'unknown'})`);
+  }
+
+  private async command(fn: () => Promise<TransferProcessState>): Promise<TransferProcessState> {
+    try {
+      return await fn();
+    } catch (e) {
+      if (e instanceof WorkflowUpdateFailedError) throw new CommandRefusedError(e.cause?.message ?? e.message);
+      throw e;
+    }
+  }
+}

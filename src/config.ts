@@ -1,0 +1,81 @@
+import { z } from 'zod';
+import { DataAddressSchema } from './DataAddress.js';
+import { IdSchema } from './ids.js';
+import { DataFlowSettingsSchema, TransferSettingsSchema } from './settings.js';
+import { TransferTypeSchema } from './TransferProcess.js';
+
+/** Worker configuration. Validated at start-up; a bad value stops the worker before it polls. */
+
+export const TemporalConnectionSchema = z.object({
+  address: z.string().min(1).default('localhost:7233'),
+  namespace: z.string().min(1).default('default'),
+});
+
+export const ProvisionerConfigSchema = z.discriminatedUnion('kind', [
+  z.object({ kind: z.literal('file-destination') }),
+  z.object({
+    kind: z.literal('http'),
+    name: IdSchema,
+    url: z.url(),
+    side: z.enum(['source', 'destination']),
+    endpointTypes: z.array(z.string().min(1)).min(1),
+    timeoutMs: z.number().int().positive().max(300_000).optional(),
+  }),
+]);
+export type ProvisionerConfig = z.infer<typeof ProvisionerConfigSchema>;
+
+export const DataPlaneConfigSchema = z.object({
+  instanceId: IdSchema,
+  temporal: TemporalConnectionSchema.default({ address: 'localhost:7233', namespace: 'default' }),
+  /** Every File address this data plane touches must lie under this directory. */
+  fileRoot: z.string().min(1),
+  /** The HTTP endpoint external provisioning services call back on. */
+  callback: z
+    .object({
+      host: z.string().default('127.0.0.1'),
+      port: z.number().int().min(0).max(65535).default(0),
+      /** The URL services use to reach it, when not the bound address (behind a proxy, say). */
+      publicUrl: z.url().optional(),
+    })
+    .default({ host: '127.0.0.1', port: 0 }),
+  /** base64 32-byte key that signs callback URLs; generated per start when absent (callbacks then die with the worker). */
+  callbackKey: z.string().min(1).optional(),
+  /** base64 32-byte key that seals secrets in addresses (shared with the control plane). */
+  secretKey: z.string().min(1),
+  provisioners: z.array(ProvisionerConfigSchema).default([{ kind: 'file-destination' }]),
+  /** Cap transfer bandwidth (bytes/s) per flow. */
+  rateLimitBytesPerSec: z.number().int().positive().optional(),
+  dataFlow: DataFlowSettingsSchema.partial().default({}),
+});
+export type DataPlaneConfig = z.infer<typeof DataPlaneConfigSchema>;
+
+export const DataPlaneInstanceSchema = z.object({
+  id: IdSchema,
+  transferTypes: z.array(TransferTypeSchema).min(1).default(['File-PUSH']),
+});
+
+export const ControlPlaneConfigSchema = z.object({
+  connectorId: IdSchema,
+  temporal: TemporalConnectionSchema.default({ address: 'localhost:7233', namespace: 'default' }),
+  /** The data-plane instances this control plane may use. */
+  dataPlanes: z.array(DataPlaneInstanceSchema).min(1),
+  /** Provider side: where each offered asset's bytes are. */
+  assets: z.record(z.string().min(1), DataAddressSchema).default({}),
+  transfer: TransferSettingsSchema.partial().default({}),
+  secretKey: z.string().min(1),
+});
+export type ControlPlaneConfig = z.infer<typeof ControlPlaneConfigSchema>;
+
+/** Parses config with one readable message listing every problem. */
+export function parseConfig<T extends z.ZodType>(schema: T, raw: unknown, what: string): z.infer<T> {
+  const result = schema.safeParse(raw);
+  if (!result.success) throw new ConfigError(`invalid ${what}:\n${z.prettifyError(result.error)}`);
+  return result.data;
+}
+
+export class ConfigError extends Error {
+  constructor(message: string) {
+    super(message);
+    this.name = 'ConfigError';
+  }
+}

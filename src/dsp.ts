@@ -1,0 +1,68 @@
+import { z } from 'zod';
+import { DataAddressSchema } from './DataAddress.js';
+
+/**
+ * Dataspace Protocol (2025-1) transfer messages between connectors. Every transport (in-cluster
+ * today, HTTPS later) carries exactly these; the TransferProcess workflow never sees a transport.
+ */
+export const DSP_CONTEXT = 'https://w3id.org/dspace/2025/1/context.jsonld';
+
+const base = { '@context': z.array(z.string()).default([DSP_CONTEXT]) };
+const Pid = z.string().min(1).max(200);
+
+export const TransferRequestMessageSchema = z.object({
+  ...base,
+  '@type': z.literal('TransferRequestMessage'),
+  consumerPid: Pid,
+  agreementId: z.string().min(1),
+  /** Which asset of the agreement (kept for engines without contract negotiation). */
+  assetId: z.string().min(1),
+  format: z.string().min(1),
+  dataAddress: DataAddressSchema.optional(),
+  callbackAddress: z.string().min(1),
+});
+export const TransferStartMessageSchema = z.object({
+  ...base,
+  '@type': z.literal('TransferStartMessage'),
+  consumerPid: Pid,
+  providerPid: Pid,
+  dataAddress: DataAddressSchema.optional(),
+});
+export const TransferSuspensionMessageSchema = z.object({
+  ...base,
+  '@type': z.literal('TransferSuspensionMessage'),
+  consumerPid: Pid,
+  providerPid: Pid,
+  code: z.string().optional(),
+  reason: z.array(z.string()).default([]),
+});
+export const TransferCompletionMessageSchema = z.object({
+  ...base,
+  '@type': z.literal('TransferCompletionMessage'),
+  consumerPid: Pid,
+  providerPid: Pid,
+});
+export const TransferTerminationMessageSchema = z.object({
+  ...base,
+  '@type': z.literal('TransferTerminationMessage'),
+  consumerPid: Pid,
+  providerPid: Pid,
+  code: z.string().optional(),
+  reason: z.array(z.string()).default([]),
+});
+
+/** Messages about an existing process (everything but the request that creates it). */
+export const ProcessMessageSchema = z.discriminatedUnion('@type', [
+  TransferStartMessageSchema,
+  TransferSuspensionMessageSchema,
+  TransferCompletionMessageSchema,
+  TransferTerminationMessageSchema,
+]);
+
+export type TransferRequestMessage = z.infer<typeof TransferRequestMessageSchema>;
+export type TransferStartMessage = z.infer<typeof TransferStartMessageSchema>;
+export type TransferSuspensionMessage = z.infer<typeof TransferSuspensionMessageSchema>;
+export type TransferCompletionMessage = z.infer<typeof TransferCompletionMessageSchema>;
+export type TransferTerminationMessage = z.infer<typeof TransferTerminationMessageSchema>;
+export type ProcessMessage = z.infer<typeof ProcessMessageSchema>;
+export type ProcessMessageType = ProcessMessage['@type'];

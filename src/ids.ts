@@ -1,0 +1,25 @@
+import { z } from 'zod';
+
+/** Ids end up in workflow ids, task queues and directory names: keep them to a safe alphabet. */
+export const IdSchema = z
+  .string()
+  .min(1)
+  .max(128)
+  .regex(/^[A-Za-z0-9][A-Za-z0-9._-]*$/, 'ids use letters, digits, ".", "_" and "-" and start with a letter or digit');
+
+/** One TransferProcess workflow per process: starting the same id twice reaches the same workflow. */
+export const transferProcessWorkflowId = (connectorId: string, processId: string): string =>
+  `transfer-${connectorId}-${processId}`;
+
+/** The DataFlow of a process has the process's id as flow id (as in EDC). */
+export const dataFlowWorkflowId = (connectorId: string, processId: string): string =>
+  `dataflow-${connectorId}-${processId}`;
+
+export const controlPlaneTaskQueue = (connectorId: string): string => `ferry-control-plane-${connectorId}`;
+
+/** Each data-plane instance polls its own queue, so a DataFlow (and all its activities) stays on it. */
+export const dataPlaneTaskQueue = (instanceId: string): string => `ferry-data-plane-${instanceId}`;
+
+/** Counterparty addresses of the in-cluster transport: `temporal://<connectorId>`. */
+export const IN_CLUSTER_SCHEME = 'temporal://';
+export const inClusterAddress = (connectorId: string): string => `${IN_CLUSTER_SCHEME}${connectorId}`;

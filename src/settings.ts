@@ -1,0 +1,52 @@
+import { z } from 'zod';
+
+/** A Temporal duration as milliseconds or a string like "30s", "5m". */
+export const DurationSchema = z.union([
+  z.number().int().positive(),
+  z.string().regex(/^\d+(ms|s|m|h|d)$/, 'duration must look like 500ms, 30s, 5m, 1h or 2d'),
+]);
+export type Duration = z.infer<typeof DurationSchema>;
+
+/**
+ * Timers and limits of a TransferProcess. Defaults come from the control-plane worker's config;
+ * a transfer may override any of them.
+ */
+export const TransferSettingsSchema = z.object({
+  /** How long a `*_REQUESTED` state waits for the data plane's callback before it is stale. */
+  requestedTimeout: DurationSchema.default('5m'),
+  /** How many times a stale wait asks the data plane again before the process is terminated. */
+  staleRetries: z.number().int().min(0).max(20).default(3),
+  /** How many times a failed callback (provisioning failed) re-sends the signaling call. */
+  callbackRetries: z.number().int().min(0).max(20).default(3),
+  /** Backoff between those re-sends: initial, doubled each time, capped by the maximum. */
+  retryInitialInterval: DurationSchema.default('1s'),
+  retryMaximumInterval: DurationSchema.default('1m'),
+  /** Attempts of each activity call (data plane or counterparty), with exponential backoff. */
+  activityMaxAttempts: z.number().int().min(1).max(50).default(7),
+  /** How long the consumer waits in REQUESTED for the provider to start the transfer. */
+  counterpartyTimeout: DurationSchema.default('1h'),
+  /** How long a suspended process waits to be resumed before it is terminated. */
+  suspendedTimeout: DurationSchema.default('30d'),
+});
+export type TransferSettings = z.infer<typeof TransferSettingsSchema>;
+export const TransferSettingsOverridesSchema = TransferSettingsSchema.partial();
+export type TransferSettingsOverrides = z.infer<typeof TransferSettingsOverridesSchema>;
+
+/** Timers and limits of a DataFlow, from the data-plane worker's config. */
+export const DataFlowSettingsSchema = z.object({
+  /** How long a pending provisioner may take to call back. */
+  provisionTimeout: DurationSchema.default('10m'),
+  /** How long a pending deprovisioner may take to call back. */
+  deprovisionTimeout: DurationSchema.default('10m'),
+  /** Attempts of provision/deprovision activities. */
+  provisionMaxAttempts: z.number().int().min(1).max(50).default(5),
+  /** Attempts of one transfer (a retry resumes from the last heartbeated offset). */
+  transferMaxAttempts: z.number().int().min(1).max(50).default(10),
+  /** A transfer that reports no progress for this long is taken as dead and retried. */
+  transferHeartbeatTimeout: DurationSchema.default('30s'),
+  /** Attempts of each callback to the control plane. */
+  callbackMaxAttempts: z.number().int().min(1).max(50).default(7),
+  /** How long a suspended or failed flow waits for resume, retry or terminate. */
+  idleTimeout: DurationSchema.default('30d'),
+});
+export type DataFlowSettings = z.infer<typeof DataFlowSettingsSchema>;

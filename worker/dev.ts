@@ -1,0 +1,74 @@
+import path from 'node:path';
+import { parseArgs } from 'node:util';
+import { FerryClient } from '../src/client.js';
+import { SecretBox } from '../src/secrets.js';
+import { startControlPlaneWorker } from './controlPlaneWorker.js';
+import { startDataPlaneWorker } from './dataPlaneWorker.js';
+import { demoConfigs, DEMO_ASSET, devSecretKey, ensureDemoAsset } from './demo.js';
+import { startDevServer } from './devServer.js';
+import { installRuntime, runMain, untilSignal } from './runtime.js';
+import { REPO_ROOT, resolveTemporalCli } from './temporalCli.js';
+
+/**
+ * `npm run dev`: the whole engine on one machine. An embedded Temporal dev server (SQLite under
+ * .data/, Web UI on :8233), control-plane and data-plane workers for a consumer and a provider
+ * connector, and one real demo transfer. Stays up until Ctrl-C.
+ */
+runMain(async () => {
+  const { values } = parseArgs({
+    options: {
+      once: { type: 'boolean', default: false },
+      port: { type: 'string', default: process.env.FERRY_DEV_PORT ?? '7233' },
+      'ui-port': { type: 'string', default: process.env.FERRY_DEV_UI_PORT ?? '8233' },
+      data: { type: 'string', default: process.env.FERRY_DATA_DIR ?? path.join(REPO_ROOT, '.data') },
+    },
+  });
+  installRuntime();
+  const dataDir = path.resolve(values.data!);
+  const cli = resolveTemporalCli();
+  console.log(`Temporal CLI: ${cli.type === 'existing-path' ? `${cli.path} (${cli.source})` : 'SDK download'}`);
+  const env = await startDevServer({ dbFile: path.join(dataDir, 'temporal.db'), port: Number(values.port), uiPort: Number(values['ui-port']) });
+  const ui = `http://localhost:${values['ui-port']}`;
+  const temporal = { address: env.connection.options.address ?? `localhost:${values.port}`, namespace: 'default' };
+  const fileRoot = path.join(dataDir, 'files');
+  const secretKey = devSecretKey(dataDir);
+  const asset = ensureDemoAsset(fileRoot);
+  const cfg = demoConfigs({ temporal, fileRoot, secretKey });
+
+  const workers = [
+    await startControlPlaneWorker(cfg.consumer),
+    await startControlPlaneWorker(cfg.provider),
+    await startDataPlaneWorker(cfg.consumerDp),
+    await startDataPlaneWorker(cfg.providerDp),
+  ];
+  console.log(`Temporal dev server at ${temporal.address}, Web UI at ${ui}`);
+
+  const ferry = new FerryClient(env.client, SecretBox.fromBase64(secretKey));
+  const started = await ferry.startTransfer({
+    connectorId: 'consumer',
+    counterpartyAddress: cfg.providerAddress,
+    agreementId: 'demo-agreement',
+    assetId: DEMO_ASSET,
+    transferType: 'File-PUSH',
+    dataDestination: { endpointType: 'File', endpoint: 'consumer/inbox' },
+  });
+  const link = (id: string) => `${ui}/namespaces/default/workflows/${encodeURIComponent(id)}`;
+  console.log(`Demo transfer ${started.processId}`);
+  console.log(`  consumer TransferProcess  ${link(started.workflowId)}`);
+  console.log(`  consumer DataFlow         ${link(`dataflow-consumer-${started.processId}`)}`);
+  const result = await ferry.result('consumer', started.processId);
+  const status = await ferry.status('consumer', started.processId);
+  console.log(`  provider TransferProcess  ${link(`transfer-provider-${status.counterpartyPid}`)}`);
+  console.log(`  provider DataFlow         ${link(`dataflow-provider-${status.counterpartyPid}`)}`);
+  console.log(`Demo transfer ${result.state}: ${result.reason}`);
+  console.log(`  delivered to ${status.dataDestination?.endpoint}/demo.bin (source sha256 ${asset.sha256})`);
+
+  if (!values.once) {
+    console.log(`Up. Start more transfers with \`npm run ferry -- start …\`; Ctrl-C stops everything.`);
+    await untilSignal();
+  }
+  console.log('Shutting down…');
+  for (const w of workers.reverse()) await w.shutdown();
+  await env.teardown();
+  if (result.state !== 'COMPLETED') process.exitCode = 1;
+});

@@ -1,0 +1,34 @@
+import { mkdirSync } from 'node:fs';
+import path from 'node:path';
+import { TestWorkflowEnvironment } from '@temporalio/testing';
+import { DataFlowStateAttr } from '../src/DataFlow.js';
+import { CounterpartyAttr, DataPlaneAttr, TransferRoleAttr, TransferStateAttr, TransferTypeAttr } from '../src/TransferProcess.js';
+import { serverExecutable } from './temporalCli.js';
+
+/** Every search attribute the workflows set; a dev server registers them at start. */
+export const SEARCH_ATTRIBUTES = [TransferStateAttr, TransferRoleAttr, TransferTypeAttr, CounterpartyAttr, DataPlaneAttr, DataFlowStateAttr];
+
+export interface DevServerOptions {
+  /** SQLite file: state survives a restart. Omit for an in-memory server (tests). */
+  dbFile?: string;
+  port?: number;
+  /** Web UI port; omit for no UI. */
+  uiPort?: number;
+  namespace?: string;
+}
+
+/** `temporal server start-dev`, embedded: it lives as long as this process. */
+export async function startDevServer(opts: DevServerOptions = {}): Promise<TestWorkflowEnvironment> {
+  if (opts.dbFile) mkdirSync(path.dirname(opts.dbFile), { recursive: true });
+  return TestWorkflowEnvironment.createLocal({
+    server: {
+      executable: serverExecutable(),
+      searchAttributes: SEARCH_ATTRIBUTES,
+      ...(opts.dbFile ? { dbFilename: opts.dbFile } : {}),
+      ...(opts.port ? { port: opts.port } : {}),
+      ...(opts.uiPort ? { ui: true, uiPort: opts.uiPort } : {}),
+      ...(opts.namespace ? { namespace: opts.namespace } : {}),
+      log: { format: 'pretty', level: 'warn' },
+    },
+  });
+}

@@ -1,0 +1,77 @@
+import { readFileSync } from 'node:fs';
+import { parseArgs } from 'node:util';
+import { Client, Connection } from '@temporalio/client';
+import { NativeConnection, Runtime, DefaultLogger } from '@temporalio/worker';
+import type { z } from 'zod';
+import { ConfigError, parseConfig } from '../src/config.js';
+
+/** What both worker entry points share: config loading, connections, clean shutdown. */
+
+/** Reads `--config FILE` (or $FERRY_CONFIG) and validates it; a bad file stops start-up with every problem listed. */
+export function loadConfigFile<T extends z.ZodType>(schema: T, what: string, argv = process.argv.slice(2)): z.infer<T> {
+  const { values } = parseArgs({ args: argv, options: { config: { type: 'string' } }, allowPositionals: true });
+  const file = values.config ?? process.env.FERRY_CONFIG;
+  if (!file) throw new ConfigError(`no ${what} config: pass --config FILE or set FERRY_CONFIG`);
+  let raw: unknown;
+  try {
+    raw = JSON.parse(readFileSync(file, 'utf8'));
+  } catch (e) {
+    throw new ConfigError(`cannot read ${what} config ${file}: ${(e as Error).message}`);
+  }
+  return parseConfig(schema, raw, `${what} config ${file}`);
+}
+
+export interface Connections {
+  native: NativeConnection;
+  client: Client;
+  close(): Promise<void>;
+}
+
+export async function connect(temporal: { address: string; namespace: string }): Promise<Connections> {
+  const native = await NativeConnection.connect({ address: temporal.address });
+  const connection = await Connection.connect({ address: temporal.address });
+  const client = new Client({ connection, namespace: temporal.namespace });
+  return {
+    native,
+    client,
+    async close() {
+      await connection.close();
+      await native.close();
+    },
+  };
+}
+
+let runtimeInstalled = false;
+/** Quieter SDK logs for the CLI entry points (warnings and errors only). */
+export function installRuntime(level: 'WARN' | 'INFO' = 'WARN'): void {
+  if (runtimeInstalled) return;
+  runtimeInstalled = true;
+  Runtime.install({ logger: new DefaultLogger(level) });
+}
+
+/** Runs `main` and turns a config error into a clear message and exit code 2 instead of a stack trace. */
+export function runMain(main: () => Promise<void>): void {
+  main().catch((e: unknown) => {
+    if (e instanceof ConfigError) {
+      console.error(e.message);
+      process.exit(2);
+    }
+    console.error(e);
+    process.exit(1);
+  });
+}
+
+/** Resolves on the first SIGINT or SIGTERM. */
+export function untilSignal(): Promise<NodeJS.Signals> {
+  return new Promise((resolve) => {
+    const on = (s: NodeJS.Signals) => {
+      process.off('SIGINT', on);
+      process.off('SIGTERM', on);
+      resolve(s);
+    };
+    process.on('SIGINT', on);
+    process.on('SIGTERM', on);
+  });
+}
+
+export const isMain = (metaUrl: string): boolean => !!process.argv[1] && metaUrl === new URL(`file://${process.argv[1]}`).href;

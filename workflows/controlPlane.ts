@@ -1,0 +1,2 @@
+// The workflows a control-plane worker runs.
+export { transferProcessWorkflow } from './TransferProcessWorkflow.js';

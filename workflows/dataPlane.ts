@@ -1,0 +1,2 @@
+// The workflows a data-plane worker runs.
+export { dataFlowWorkflow } from './DataFlowWorkflow.js';
