@@ -113,15 +113,15 @@ export class FerryClient {
   }
 
   suspend(connectorId: string, processId: string, reason?: string): Promise<TransferProcessState> {
-    return this.command(() => this.handle(connectorId, processId).executeUpdate(suspendUpdate, { args: [reason ? { reason } : {}] }));
+    return this.command('suspend', connectorId, processId, (h) => h.executeUpdate(suspendUpdate, { args: [reason ? { reason } : {}] }));
   }
 
   resume(connectorId: string, processId: string): Promise<TransferProcessState> {
-    return this.command(() => this.handle(connectorId, processId).executeUpdate(resumeUpdate, { args: [] }));
+    return this.command('resume', connectorId, processId, (h) => h.executeUpdate(resumeUpdate, { args: [] }));
   }
 
   terminate(connectorId: string, processId: string, reason?: string): Promise<TransferProcessState> {
-    return this.command(() => this.handle(connectorId, processId).executeUpdate(terminateUpdate, { args: [reason ? { reason } : {}] }));
+    return this.command('terminate', connectorId, processId, (h) => h.executeUpdate(terminateUpdate, { args: [reason ? { reason } : {}] }));
   }
 
   /** Waits until the process reaches one of `states` (polling its query; bounded by `timeoutMs`). */
@@ -137,14 +137,26 @@ export class FerryClient {
       }
       await new Promise((r) => setTimeout(r, 100));
     }
-    throw new Error(`transfer ${processId} did not reach ${states.join('|')} within ${timeoutMs} ms (last: ${last?.state ?? 'unknown'})`);
+    throw new Error(`transfer ${processId} did not reach ${states.join('|')} within ${timeoutMs} ms (last: ${last?.state ?? 'unknown'}; ${JSON.stringify(last?.history ?? [])})`);
   }
 
-  private async command(fn: () => Promise<TransferProcessState>): Promise<TransferProcessState> {
+  private async command(
+    verb: string,
+    connectorId: string,
+    processId: string,
+    fn: (h: WorkflowHandle) => Promise<TransferProcessState>,
+  ): Promise<TransferProcessState> {
+    const handle = this.handle(connectorId, processId);
     try {
-      return await fn();
+      return await fn(handle);
     } catch (e) {
       if (e instanceof WorkflowUpdateFailedError) throw new CommandRefusedError(e.cause?.message ?? e.message);
+      // An ended process takes no updates; say why in the same words its validator would.
+      const ended = await handle.describe().then((d) => d.status.name !== 'RUNNING', () => false);
+      if (ended) {
+        const { state } = await handle.query(transferProcessStatusQuery);
+        throw new CommandRefusedError(`cannot ${verb} transfer process ${processId} in state ${state}: it has ended`);
+      }
       throw e;
     }
   }

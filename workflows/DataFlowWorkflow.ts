@@ -256,6 +256,8 @@ export async function dataFlowWorkflow(input: DataFlowInput): Promise<DataFlowRe
 
   const runDeprovision = async (op: 'suspend' | 'terminate' | 'complete' | 'fail'): Promise<void> => {
     if (op === 'terminate' && state !== 'TERMINATED' && DATA_FLOW_TRANSITIONS[state].includes('TERMINATED')) transition('TERMINATED', reason);
+    // a cancelled transfer must have stopped writing before its destination is released
+    await transferSettled;
     const outcome = state;
     const toRelease = unreleased();
     if (!toRelease.length) {

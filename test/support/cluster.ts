@@ -1,0 +1,74 @@
+import { mkdtempSync, rmSync } from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import type { Client } from '@temporalio/client';
+import type { TestWorkflowEnvironment } from '@temporalio/testing';
+import type { WorkflowBundleWithSourceMap } from '@temporalio/worker';
+import { FerryClient } from '../../src/client.js';
+import { ControlPlaneConfigSchema, DataPlaneConfigSchema, type ControlPlaneConfig, type DataPlaneConfig } from '../../src/config.js';
+import { SecretBox } from '../../src/secrets.js';
+import { bundle, CONTROL_PLANE_WORKFLOWS, DATA_PLANE_WORKFLOWS } from '../../worker/bundle.js';
+import { startControlPlaneWorker, type RunningControlPlane } from '../../worker/controlPlaneWorker.js';
+import { startDataPlaneWorker, type RunningDataPlane } from '../../worker/dataPlaneWorker.js';
+import { startDevServer } from '../../worker/devServer.js';
+import { installRuntime } from '../../worker/runtime.js';
+
+/**
+ * A real cluster for one test file: an in-memory Temporal dev server, workflow bundles built
+ * once, and helpers to start control-plane and data-plane workers against it.
+ */
+export interface Cluster {
+  env: TestWorkflowEnvironment;
+  client: Client;
+  ferry: FerryClient;
+  secrets: SecretBox;
+  secretKey: string;
+  temporal: { address: string; namespace: string };
+  /** A fresh temp directory, removed at shutdown. */
+  root: string;
+  bundles: { controlPlane: WorkflowBundleWithSourceMap; dataPlane: WorkflowBundleWithSourceMap };
+  controlPlane(config: Omit<ControlPlaneConfig, 'temporal' | 'secretKey' | 'transfer' | 'assets'> & Partial<Pick<ControlPlaneConfig, 'transfer' | 'assets'>>): Promise<RunningControlPlane>;
+  dataPlane(config: Omit<DataPlaneConfig, 'temporal' | 'secretKey' | 'callback' | 'provisioners' | 'dataFlow'> & Partial<Pick<DataPlaneConfig, 'provisioners' | 'dataFlow'>>): Promise<RunningDataPlane>;
+  shutdown(): Promise<void>;
+}
+
+let bundles: Cluster['bundles'] | undefined;
+
+export async function startCluster(): Promise<Cluster> {
+  installRuntime();
+  const [env, built] = await Promise.all([
+    startDevServer(),
+    bundles ? Promise.resolve(bundles) : Promise.all([bundle(CONTROL_PLANE_WORKFLOWS), bundle(DATA_PLANE_WORKFLOWS)]).then(([controlPlane, dataPlane]) => ({ controlPlane, dataPlane })),
+  ]);
+  bundles = built;
+  const temporal = { address: env.connection.options.address!, namespace: 'default' };
+  const secretKey = SecretBox.generateKeyBase64();
+  const secrets = SecretBox.fromBase64(secretKey);
+  const root = mkdtempSync(path.join(os.tmpdir(), 'ferry-test-'));
+  const running: { shutdown(): Promise<void> }[] = [];
+  return {
+    env,
+    client: env.client,
+    ferry: new FerryClient(env.client, secrets),
+    secrets,
+    secretKey,
+    temporal,
+    root,
+    bundles: built,
+    async controlPlane(config) {
+      const w = await startControlPlaneWorker(ControlPlaneConfigSchema.parse({ ...config, temporal, secretKey }), { workflowBundle: built.controlPlane });
+      running.push(w);
+      return w;
+    },
+    async dataPlane(config) {
+      const w = await startDataPlaneWorker(DataPlaneConfigSchema.parse({ ...config, temporal, secretKey }), { workflowBundle: built.dataPlane });
+      running.push(w);
+      return w;
+    },
+    async shutdown() {
+      for (const w of running.reverse()) await w.shutdown().catch(() => undefined);
+      await env.teardown();
+      rmSync(root, { recursive: true, force: true });
+    },
+  };
+}

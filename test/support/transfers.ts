@@ -1,0 +1,43 @@
+import { createHash, randomBytes } from 'node:crypto';
+import { createReadStream, mkdirSync, writeFileSync } from 'node:fs';
+import path from 'node:path';
+import type { Client } from '@temporalio/client';
+import { dataFlowStatusQuery, type DataFlowStatus } from '../../src/DataFlow.js';
+import { dataFlowWorkflowId, transferProcessWorkflowId } from '../../src/ids.js';
+import { transferProcessStatusQuery, type TransferProcessStatus } from '../../src/TransferProcess.js';
+import type { FerryClient } from '../../src/client.js';
+
+/** Writes `bytes` random bytes to `<root>/<rel>` and returns the path and its sha256. */
+export function makeAsset(root: string, rel: string, bytes: number): { file: string; sha256: string } {
+  const file = path.join(root, rel);
+  mkdirSync(path.dirname(file), { recursive: true });
+  const data = randomBytes(bytes);
+  writeFileSync(file, data);
+  return { file, sha256: createHash('sha256').update(data).digest('hex') };
+}
+
+export async function sha256File(file: string): Promise<string> {
+  const hash = createHash('sha256');
+  for await (const chunk of createReadStream(file)) hash.update(chunk as Buffer);
+  return hash.digest('hex');
+}
+
+/** The states a process went through, notes folded (a note repeats its state). */
+export function statesOf(status: { history: { state: string }[] }): string[] {
+  return status.history.map((h) => h.state).filter((s, i, all) => i === 0 || all[i - 1] !== s);
+}
+
+export function processStatus(client: Client, connectorId: string, processId: string): Promise<TransferProcessStatus> {
+  return client.workflow.getHandle(transferProcessWorkflowId(connectorId, processId)).query(transferProcessStatusQuery);
+}
+
+export function flowStatus(client: Client, connectorId: string, processId: string): Promise<DataFlowStatus> {
+  return client.workflow.getHandle(dataFlowWorkflowId(connectorId, processId)).query(dataFlowStatusQuery);
+}
+
+/** The provider process id of a consumer process (known once REQUESTED). */
+export async function providerPidOf(ferry: FerryClient, consumer: string, consumerPid: string): Promise<string> {
+  const s = await ferry.waitForState(consumer, consumerPid, ['REQUESTED', 'STARTUP_REQUESTED', 'STARTING', 'STARTED', 'COMPLETING', 'COMPLETED', 'SUSPENDED', 'TERMINATED']);
+  if (!s.counterpartyPid) throw new Error(`no provider pid yet for ${consumerPid}`);
+  return s.counterpartyPid;
+}
