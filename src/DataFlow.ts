@@ -48,6 +48,8 @@ export interface ProvisionedResource {
   provisioner: string;
   side: ProvisionSide;
   resource: Record<string, string>;
+  /** Provisioning finished (a pending provisioner called back ok); a failed one is provisioned again on retry. */
+  ready: boolean;
   /** Already released (after a suspension, say). */
   released: boolean;
 }

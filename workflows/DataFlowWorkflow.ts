@@ -135,7 +135,7 @@ export async function dataFlowWorkflow(input: DataFlowInput): Promise<DataFlowRe
   /** Which provisioners apply to the addresses as asked for, less those whose resource is still held. */
   const plan = async (): Promise<Planned[]> =>
     (await settingsActivity.planProvisioning({ role, source: requested.source, destination: requested.destination })).filter(
-      (p) => !resources.some((r) => r.provisioner === p.provisioner && r.side === p.side && !r.released),
+      (p) => !resources.some((r) => r.provisioner === p.provisioner && r.side === p.side && r.ready && !r.released),
     );
 
   /** Starts the bytes moving (provider only; the consumer's data plane is passive for a push). */
@@ -226,8 +226,9 @@ export async function dataFlowWorkflow(input: DataFlowInput): Promise<DataFlowRe
         if (!address) throw ApplicationFailure.nonRetryable(`no ${p.side} address to provision`);
         const result = await acts().provision({ flowId, role, provisioner: p.provisioner, side: p.side, address });
         const record = resources.find((r) => r.provisioner === p.provisioner && r.side === p.side);
-        if (record) Object.assign(record, { resource: result.resource, released: false });
-        else resources.push({ provisioner: p.provisioner, side: p.side, resource: result.resource, released: false });
+        const ready = !result.pending;
+        if (record) Object.assign(record, { resource: result.resource, ready, released: false });
+        else resources.push({ provisioner: p.provisioner, side: p.side, resource: result.resource, ready, released: false });
         rewrites[p.side].push(result.address);
         if (result.pending) pending.push(p);
       }),
@@ -241,6 +242,7 @@ export async function dataFlowWorkflow(input: DataFlowInput): Promise<DataFlowRe
       if (interrupted) return;
       if (!waited.ok) return failFlow(waited.error, op);
       for (const cb of waited.results) if (cb.address) rewrites[cb.side].push(cb.address);
+      for (const p of pending) resources.find((r) => r.provisioner === p.provisioner && r.side === p.side)!.ready = true;
     }
     for (const side of ['source', 'destination'] as const) {
       const base = requested[side];
@@ -308,7 +310,7 @@ export async function dataFlowWorkflow(input: DataFlowInput): Promise<DataFlowRe
     jobs.push({ kind: 'provision', op: 'start', planned: needed });
     return respond(true);
   };
-  const heldRewrite = (side: ProvisionSide): boolean => resources.some((r) => r.side === side && !r.released);
+  const heldRewrite = (side: ProvisionSide): boolean => resources.some((r) => r.side === side && r.ready && !r.released);
 
   const cancelTransfer = (): void => {
     transferRun++;

@@ -1,0 +1,139 @@
+import path from 'node:path';
+import { WorkflowFailedError } from '@temporalio/client';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { InvalidRequestError, type TransferRequest } from '../../src/client.js';
+import { controlPlaneTaskQueue, inClusterAddress, transferProcessWorkflowId } from '../../src/ids.js';
+import { startProvisioningService, type ProvisioningService } from '../fixtures/provisioningService.js';
+import { startCluster, type Cluster } from '../support/cluster.js';
+import { makeAsset, statesOf } from '../support/transfers.js';
+
+/** Callback failures, stale waits and bad input, on a real cluster and a real provisioning service. */
+let cluster: Cluster;
+let flaky: ProvisioningService;
+let silent: ProvisioningService;
+
+beforeAll(async () => {
+  cluster = await startCluster();
+  flaky = await startProvisioningService({ mode: 'async-fail', fileRoot: cluster.root });
+  silent = await startProvisioningService({ mode: 'never', fileRoot: cluster.root });
+  makeAsset(cluster.root, 'assets/a.bin', 256 * 1024);
+  const assets = { a: { endpointType: 'File' as const, endpoint: path.join(cluster.root, 'assets/a.bin'), endpointProperties: [] } };
+  const staging = (url: string) => [{ kind: 'http' as const, name: 'staging', url, side: 'destination' as const, endpointTypes: ['File'] }];
+  await Promise.all([
+    cluster.controlPlane({ connectorId: 'provider', dataPlanes: [{ id: 'provider-dp', transferTypes: ['File-PUSH'] }], assets }),
+    cluster.dataPlane({ instanceId: 'provider-dp', fileRoot: cluster.root, provisioners: [] }),
+    cluster.controlPlane({ connectorId: 'flaky', dataPlanes: [{ id: 'flaky-dp', transferTypes: ['File-PUSH'] }] }),
+    cluster.dataPlane({ instanceId: 'flaky-dp', fileRoot: cluster.root, provisioners: staging(flaky.url) }),
+    // the data plane's own timer is long: the control plane's stale detection must act first
+    cluster.controlPlane({ connectorId: 'silent', dataPlanes: [{ id: 'silent-dp', transferTypes: ['File-PUSH'] }] }),
+    cluster.dataPlane({ instanceId: 'silent-dp', fileRoot: cluster.root, provisioners: staging(silent.url), dataFlow: { provisionTimeout: '10m' } }),
+  ]);
+});
+
+afterAll(async () => {
+  await flaky?.close();
+  await silent?.close();
+  await cluster?.shutdown();
+});
+
+const request = (connectorId: string, processId: string, settings: TransferRequest['settings']): TransferRequest => ({
+  connectorId,
+  processId,
+  counterpartyAddress: inClusterAddress('provider'),
+  agreementId: 'agreement-1',
+  assetId: 'a',
+  transferType: 'File-PUSH',
+  dataDestination: { endpointType: 'File', endpoint: `out/${processId}` },
+  settings,
+});
+
+describe('failed callbacks', () => {
+  it('a failed provisioning callback re-sends prepare with backoff, and the retry succeeds', async () => {
+    flaky.setMode('async-fail');
+    const { processId } = await cluster.ferry.startTransfer(request('flaky', 'retry-ok', { callbackRetries: 2, retryInitialInterval: '2s' }));
+    // after the first failed callback the service recovers; the re-sent prepare then succeeds
+    await flaky.waitForCallbacks(1);
+    flaky.setMode('async');
+    const result = await cluster.ferry.result('flaky', processId);
+    expect(result.state).toBe('COMPLETED');
+    const status = await cluster.ferry.status('flaky', processId);
+    expect(statesOf(status).slice(0, 3)).toEqual(['INITIAL', 'PREPARATION_REQUESTED', 'REQUESTING']);
+    expect(status.history.some((h) => /failed prepare .*retry 1\/2/.test(h.note ?? ''))).toBe(true);
+    expect(flaky.requests.filter((r) => r.op === 'provision' && r.body.flowId === processId)).toHaveLength(2);
+  });
+
+  it('when retries are exhausted the process ends TERMINATED with the reason', async () => {
+    flaky.setMode('async-fail');
+    const { processId } = await cluster.ferry.startTransfer(request('flaky', 'retry-exhausted', { callbackRetries: 1, retryInitialInterval: '200ms' }));
+    const result = await cluster.ferry.result('flaky', processId);
+    expect(result.state).toBe('TERMINATED');
+    expect(result.reason).toMatch(/data plane failed prepare 2 times: provisioner staging failed: fixture provisioning failed/);
+    const status = await cluster.ferry.status('flaky', processId);
+    expect(status.reason).toBe(result.reason);
+    expect(statesOf(status)).toEqual(expect.arrayContaining(['PREPARATION_REQUESTED', 'TERMINATED']));
+    expect(statesOf(status)).not.toContain('REQUESTING');
+  });
+});
+
+describe('stale waits', () => {
+  it('a provisioner that never calls back: ask again, then TERMINATED "data plane did not answer", within the timers', async () => {
+    const { processId } = await cluster.ferry.startTransfer(request('silent', 'stale-1', { requestedTimeout: '1s', staleRetries: 2 }));
+    const result = await cluster.ferry.result('silent', processId);
+    expect(result.state).toBe('TERMINATED');
+    expect(result.reason).toMatch(/data plane did not answer prepare after 3 waits of 1s/);
+    const status = await cluster.ferry.status('silent', processId);
+    const staleNotes = status.history.filter((h) => h.note?.startsWith('stale PREPARATION_REQUESTED'));
+    expect(staleNotes.map((h) => h.note)).toEqual([
+      expect.stringMatching(/\(1\/2\): data flow PROVISION_REQUESTED; asking again/),
+      expect.stringMatching(/\(2\/2\): data flow PROVISION_REQUESTED; asking again/),
+    ]);
+    // three waits of 1 s between entering PREPARATION_REQUESTED and giving up
+    const entered = Date.parse(status.history.find((h) => h.state === 'PREPARATION_REQUESTED')!.at);
+    const ended = Date.parse(status.history.at(-1)!.at);
+    expect(ended - entered).toBeGreaterThanOrEqual(3000);
+    expect(ended - entered).toBeLessThan(15_000);
+    // re-sending the idempotent prepare did not provision twice
+    expect(silent.requests.filter((r) => r.op === 'provision' && r.body.flowId === processId)).toHaveLength(1);
+  });
+});
+
+describe('bad input', () => {
+  const attempts: [string, unknown, RegExp][] = [
+    ['missing fields', { connectorId: 'flaky', transferType: 'File-PUSH' }, /counterpartyAddress|agreementId|dataDestination/],
+    ['unknown address type', { ...request('flaky', 'bad-type', undefined), dataDestination: { endpointType: 'S3', endpoint: 'bucket' } }, /unknown endpointType "S3"/],
+    ['a File path escaping the root', { ...request('flaky', 'bad-path', undefined), dataDestination: { endpointType: 'File', endpoint: '../../etc' } }, /must be a relative path inside the data plane's file root/],
+    ['an absolute File path', { ...request('flaky', 'bad-abs', undefined), dataDestination: { endpointType: 'File', endpoint: '/etc' } }, /relative path inside/],
+    ['an unknown transfer type', { ...request('flaky', 'bad-format', undefined), transferType: 'Carrier-Pigeon' }, /unsupported transferType "Carrier-Pigeon"/],
+    ['a bad process id', { ...request('flaky', 'has space', undefined) }, /ids use letters/],
+    ['a bad timer', { ...request('flaky', 'bad-timer', { requestedTimeout: 'soon' }) }, /duration must look like/],
+  ];
+  it.each(attempts)('%s: a clear error at the client, no workflow started', async (_name, raw, message) => {
+    await expect(cluster.ferry.startTransfer(raw as TransferRequest)).rejects.toThrow(InvalidRequestError);
+    await expect(cluster.ferry.startTransfer(raw as TransferRequest)).rejects.toThrow(message);
+    const id = (raw as { processId?: string }).processId;
+    if (id) await expect(cluster.client.workflow.getHandle(transferProcessWorkflowId('flaky', id)).describe()).rejects.toThrow(/not found/i);
+  });
+
+  it('input that bypasses the client fails that workflow with a clear error; the worker keeps serving', async () => {
+    const handle = await cluster.client.workflow.start('transferProcessWorkflow', {
+      workflowId: 'raw-bad-input',
+      taskQueue: controlPlaneTaskQueue('flaky'),
+      args: [{ role: 'CONSUMER', connectorId: 'flaky' }],
+    });
+    const error = await handle.result().catch((e: unknown) => e);
+    expect(error).toBeInstanceOf(WorkflowFailedError);
+    expect(String((error as WorkflowFailedError).cause?.message)).toMatch(/invalid transfer process input/);
+    // the same worker still runs transfers
+    flaky.setMode('async');
+    const { processId } = await cluster.ferry.startTransfer(request('flaky', 'after-bad-input', undefined));
+    expect((await cluster.ferry.result('flaky', processId)).state).toBe('COMPLETED');
+  });
+
+  it('an unknown asset: the provider terminates with the reason and tells the consumer', async () => {
+    flaky.setMode('async');
+    const { processId } = await cluster.ferry.startTransfer({ ...request('flaky', 'no-such-asset', undefined), assetId: 'missing' });
+    const result = await cluster.ferry.result('flaky', processId);
+    expect(result.state).toBe('TERMINATED');
+    expect(result.reason).toMatch(/unknown asset missing/);
+  });
+});
