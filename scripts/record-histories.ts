@@ -12,8 +12,7 @@ import { existsSync, mkdirSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
-import { historyToJSON } from '@temporalio/common/lib/proto-utils';
-import { temporal } from '@temporalio/proto';
+import { historyToJSON, type History } from '@temporalio/common/lib/proto-utils.js';
 import type { TransferRequest } from '../src/client.js';
 import type { DataFlowState } from '../src/DataFlowState.js';
 import { dataFlowWorkflowId, inClusterAddress, transferProcessWorkflowId } from '../src/ids.js';
@@ -22,7 +21,6 @@ import { startCluster, type Cluster } from '../test/support/cluster.js';
 import { flowStatus, makeAsset, providerPidOf, statesOf } from '../test/support/transfers.js';
 
 const HISTORIES = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..', 'test', 'histories');
-const EventType = temporal.api.enums.v1.EventType;
 
 type Kind = 'transfer-process' | 'data-flow';
 type Role = 'consumer' | 'provider';
@@ -40,6 +38,8 @@ interface Recording {
 
 const { values: args } = parseArgs({ options: { force: { type: 'boolean', default: false } } });
 
+const SCENARIOS = ['completed', 'suspend-resume-terminate', 'stale-wait', 'callback-retry'] as const;
+
 const ASSET_SMALL = 64 * 1024;
 // 48 MiB at 4 MiB/s: stays STARTED long enough to suspend, resume and terminate while bytes move
 const ASSET_BIG = 48 * 1024 * 1024;
@@ -47,6 +47,12 @@ const RATE = 4 * 1024 * 1024;
 
 async function main(): Promise<void> {
   mkdirSync(HISTORIES, { recursive: true });
+  const existing = SCENARIOS.flatMap((scenario) =>
+    (['transfer-process', 'data-flow'] as const).flatMap((kind) => (['consumer', 'provider'] as const).map((role) => fileOf({ scenario, kind, role }))),
+  ).filter((f) => existsSync(f));
+  if (existing.length && !args.force) {
+    throw new Error(`refusing to overwrite recorded histories (pass --force to re-record):\n  ${existing.join('\n  ')}`);
+  }
   let cluster: Cluster | undefined;
   const services: ProvisioningService[] = [];
   try {
@@ -104,7 +110,7 @@ async function main(): Promise<void> {
       console.log(`  ${connectorId}/${processId}: ${states.join(' > ')}`);
     };
 
-    const scenarios: Record<string, () => Promise<Recording[]>> = {
+    const scenarios: Record<(typeof SCENARIOS)[number], () => Promise<Recording[]>> = {
       /** (a) async prepare on the consumer, async start on the provider, to COMPLETED. */
       async completed() {
         const pid = 'rec-completed';
@@ -166,11 +172,6 @@ async function main(): Promise<void> {
 
     const recordings: Recording[] = [];
     for (const [name, run] of Object.entries(scenarios)) {
-      const files = ['transfer-process', 'data-flow'].flatMap((k) => ['consumer', 'provider'].map((r) => fileOf({ scenario: name, kind: k as Kind, role: r as Role })));
-      const existing = files.filter(existsSync);
-      if (existing.length && !args.force) {
-        throw new Error(`refusing to overwrite recorded histories (pass --force to re-record):\n  ${existing.join('\n  ')}`);
-      }
       console.log(`scenario ${name}`);
       recordings.push(...(await run()));
     }
@@ -197,7 +198,7 @@ function fileOf(rec: Pick<Recording, 'scenario' | 'kind' | 'role'>): string {
  * The history of a workflow once nothing more will happen to it: closed, or — for a DataFlow that
  * stays open — in its expected waiting state with no workflow task outstanding and no new events.
  */
-async function settledHistory(c: Cluster, workflowId: string, rec: Recording, timeoutMs = 90_000): Promise<temporal.api.history.v1.IHistoryEvent[]> {
+async function settledHistory(c: Cluster, workflowId: string, rec: Recording, timeoutMs = 90_000): Promise<NonNullable<History['events']>> {
   const handle = c.client.workflow.getHandle(workflowId);
   const deadline = Date.now() + timeoutMs;
   let lastCount = -1;
@@ -216,8 +217,9 @@ async function settledHistory(c: Cluster, workflowId: string, rec: Recording, ti
       stableSince = Date.now();
     }
     if (rec.openIn) {
-      const { state } = await c.client.workflow.getHandle(workflowId).query<{ state: DataFlowState }>('dataFlowStatus').catch(() => ({ state: undefined }));
-      const idle = events.at(-1)?.eventType === EventType.EVENT_TYPE_WORKFLOW_TASK_COMPLETED;
+      const state = await flowStatus(c.client, rec.connectorId, rec.processId).then((s) => s.state, () => undefined);
+      // no workflow task scheduled or running: the history ends where the workflow waits
+      const idle = !!events.at(-1)?.workflowTaskCompletedEventAttributes;
       if (state === rec.openIn && idle && Date.now() - stableSince >= 2000) return events;
     }
     if (Date.now() > deadline) throw new Error(`${workflowId} did not ${rec.openIn ? `settle in ${rec.openIn}` : 'close'} within ${timeoutMs} ms`);

@@ -400,7 +400,7 @@ ${GLOBAL_HELP}`,
                 ? s.ferry.terminate(connectorId, processId, reason)
                 : s.ferry.resume(connectorId, processId),
           );
-          io.out(`transfer ${processId}: ${name} accepted, now ${state}`);
+          io.out(`transfer ${processId}: ${name} accepted (state ${state})`);
           return EXIT.OK;
         } catch (e) {
           if (e instanceof CommandRefusedError) {

@@ -2,6 +2,7 @@ import path from 'node:path';
 import { parseArgs } from 'node:util';
 import { FerryClient } from '../src/client.js';
 import { SecretBox } from '../src/secrets.js';
+import { bundle, CONTROL_PLANE_WORKFLOWS, DATA_PLANE_WORKFLOWS } from './bundle.js';
 import { startControlPlaneWorker } from './controlPlaneWorker.js';
 import { startDataPlaneWorker } from './dataPlaneWorker.js';
 import { demoConfigs, DEMO_ASSET, devSecretKey, ensureDemoAsset } from './demo.js';
@@ -35,13 +36,19 @@ runMain(async () => {
   const asset = ensureDemoAsset(fileRoot);
   const cfg = demoConfigs({ temporal, fileRoot, secretKey });
 
+  // one bundle per plane, shared by that plane's workers
+  const [controlPlane, dataPlane] = await Promise.all([bundle(CONTROL_PLANE_WORKFLOWS), bundle(DATA_PLANE_WORKFLOWS)]);
   const workers = [
-    await startControlPlaneWorker(cfg.consumer),
-    await startControlPlaneWorker(cfg.provider),
-    await startDataPlaneWorker(cfg.consumerDp),
-    await startDataPlaneWorker(cfg.providerDp),
+    await startControlPlaneWorker(cfg.consumer, { workflowBundle: controlPlane }),
+    await startControlPlaneWorker(cfg.provider, { workflowBundle: controlPlane }),
+    await startDataPlaneWorker(cfg.consumerDp, { workflowBundle: dataPlane }),
+    await startDataPlaneWorker(cfg.providerDp, { workflowBundle: dataPlane }),
   ];
-  console.log(`Temporal dev server at ${temporal.address}, Web UI at ${ui}`);
+  const uiAnswer = await fetch(ui).then((r) => `HTTP ${r.status}`, (e: Error) => `not reachable: ${e.message}`);
+  console.log(`Temporal dev server at ${temporal.address}, Web UI at ${ui} (${uiAnswer})`);
+  // the SQLite file keeps every earlier transfer across restarts
+  const earlier = await env.client.workflow.count(`WorkflowType = 'transferProcessWorkflow'`);
+  console.log(`${earlier.count} transfer processes recorded in ${path.join(dataDir, 'temporal.db')}`);
 
   const ferry = new FerryClient(env.client, SecretBox.fromBase64(secretKey));
   const started = await ferry.startTransfer({

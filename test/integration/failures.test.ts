@@ -2,7 +2,8 @@ import path from 'node:path';
 import { WorkflowFailedError } from '@temporalio/client';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { InvalidRequestError, type TransferRequest } from '../../src/client.js';
-import { controlPlaneTaskQueue, inClusterAddress, transferProcessWorkflowId } from '../../src/ids.js';
+import { historyToJSON } from '@temporalio/common/lib/proto-utils';
+import { controlPlaneTaskQueue, dataFlowWorkflowId, inClusterAddress, transferProcessWorkflowId } from '../../src/ids.js';
 import { startProvisioningService, type ProvisioningService } from '../fixtures/provisioningService.js';
 import { startCluster, type Cluster } from '../support/cluster.js';
 import { makeAsset, statesOf } from '../support/transfers.js';
@@ -72,6 +73,44 @@ describe('failed callbacks', () => {
     expect(status.reason).toBe(result.reason);
     expect(statesOf(status)).toEqual(expect.arrayContaining(['PREPARATION_REQUESTED', 'TERMINATED']));
     expect(statesOf(status)).not.toContain('REQUESTING');
+  });
+});
+
+describe('non-retryable provisioner errors', () => {
+  it('a provisioning service that rejects the request fails fast: no activity retries, one request per signaling call', async () => {
+    flaky.setMode('reject');
+    const { processId } = await cluster.ferry.startTransfer(request('flaky', 'rejected', { callbackRetries: 1, retryInitialInterval: '200ms' }));
+    const result = await cluster.ferry.result('flaky', processId);
+    expect(result.state).toBe('TERMINATED');
+    expect(result.reason).toMatch(/fixture rejected the provision request/);
+    expect(flaky.requests.filter((r) => r.op === 'provision' && r.body.flowId === processId)).toHaveLength(2);
+  });
+});
+
+describe('secrets', () => {
+  /** Every payload of a history, decoded: what the Web UI would show. */
+  const decodedPayloads = (json: string): string =>
+    [...json.matchAll(/"data":\s*"([A-Za-z0-9+/=]+)"/g)].map((m) => Buffer.from(m[1]!, 'base64').toString('utf8')).join('\n');
+
+  it('credentials in addresses never reach a history in plain; queries mask them', async () => {
+    flaky.setMode('async');
+    const { processId, workflowId } = await cluster.ferry.startTransfer({
+      ...request('flaky', 'with-secret', undefined),
+      dataDestination: { endpointType: 'File', endpoint: 'out/with-secret', endpointProperties: [{ name: 'authorization', value: 'Bearer very-secret-token-1234' }] },
+    });
+    expect((await cluster.ferry.result('flaky', processId)).state).toBe('COMPLETED');
+    const status = await cluster.ferry.status('flaky', processId);
+    expect(status.dataDestination?.endpointProperties).toContainEqual({ name: 'authorization', value: '***' });
+    const providerPid = status.counterpartyPid!;
+    const ids = [workflowId, transferProcessWorkflowId('provider', providerPid), dataFlowWorkflowId('flaky', processId), dataFlowWorkflowId('provider', providerPid)];
+    for (const id of ids) {
+      const payloads = decodedPayloads(historyToJSON(await cluster.client.workflow.getHandle(id).fetchHistory()));
+      expect(payloads).toContain('authorization'); // the property travels, sealed
+      expect(payloads).not.toContain('very-secret-token');
+    }
+    // the provisioning service, which needs it, got the credential in plain
+    const sent = flaky.requests.find((r) => r.op === 'provision' && r.body.flowId === processId)!;
+    expect(JSON.stringify(sent.body)).toContain('Bearer very-secret-token-1234');
   });
 });
 

@@ -1,0 +1,113 @@
+import { execFile } from 'node:child_process';
+import { mkdtempSync, rmSync } from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+import type { TestWorkflowEnvironment } from '@temporalio/testing';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { startDevServer } from '../worker/devServer.js';
+
+/** The `ferry` CLI as users run it: a real child process against a real (in-memory) dev server. */
+
+const REPO_ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
+const CLI = path.join(REPO_ROOT, 'worker', 'cli.ts');
+
+interface Run {
+  code: number | null;
+  stdout: string;
+  stderr: string;
+}
+
+let env: TestWorkflowEnvironment;
+let address: string;
+let dataDir: string;
+
+function ferry(...args: string[]): Promise<Run> {
+  const childEnv: NodeJS.ProcessEnv = { ...process.env, FERRY_DATA_DIR: dataDir };
+  delete childEnv.TEMPORAL_ADDRESS;
+  delete childEnv.TEMPORAL_NAMESPACE;
+  delete childEnv.FERRY_DEBUG;
+  return new Promise((resolve) => {
+    execFile(process.execPath, ['--import', 'tsx', CLI, ...args], { cwd: REPO_ROOT, env: childEnv, timeout: 60_000 }, (err, stdout, stderr) => {
+      const code = err ? (typeof err.code === 'number' ? err.code : null) : 0;
+      resolve({ code, stdout, stderr });
+    });
+  });
+}
+
+async function workflowIds(): Promise<string[]> {
+  const ids: string[] = [];
+  for await (const wf of env.client.workflow.list()) ids.push(wf.workflowId);
+  return ids;
+}
+
+const noStackTrace = (text: string) => expect(text).not.toMatch(/^\s+at .+:\d+:\d+\)?$/m);
+
+const REQUEST = ['--connector', 'consumer', '--counterparty', 'temporal://provider', '--agreement', 'agreement-1', '--asset', 'asset-1', '--type', 'File-PUSH'];
+
+beforeAll(async () => {
+  dataDir = mkdtempSync(path.join(os.tmpdir(), 'ferry-cli-test-'));
+  env = await startDevServer();
+  address = env.connection.options.address;
+}, 120_000);
+
+afterAll(async () => {
+  await env?.teardown();
+  if (dataDir) rmSync(dataDir, { recursive: true, force: true });
+});
+
+describe('ferry CLI', () => {
+  it('--help prints the usage and exits 0', async () => {
+    const top = await ferry('--help');
+    expect(top.code).toBe(0);
+    expect(top.stdout).toMatch(/Usage: ferry <command>/);
+    for (const command of ['start', 'status', 'suspend', 'resume', 'terminate', 'wait']) expect(top.stdout).toContain(command);
+
+    const start = await ferry('start', '--help');
+    expect(start.code).toBe(0);
+    expect(start.stdout).toContain('--dest PATH');
+    expect(start.stdout).toContain('--secret-key-file');
+  });
+
+  it('refuses an escaping --dest with exit 2 and starts nothing', async () => {
+    const run = await ferry('start', ...REQUEST, '--dest', '../../etc', '--process-id', 'escape-1', '--address', address);
+    expect(run.code).toBe(2);
+    expect(run.stdout).toBe('');
+    expect(run.stderr).toContain('invalid transfer request');
+    expect(run.stderr).toContain(`File endpoint "../../etc" must be a relative path inside the data plane's file root`);
+    noStackTrace(run.stderr);
+
+    expect(await workflowIds()).toEqual([]);
+    await expect(env.client.workflow.getHandle('transfer-consumer-escape-1').describe()).rejects.toThrow(/not found/i);
+  });
+
+  it('starts a valid request (so the empty list above means something)', async () => {
+    const run = await ferry('start', ...REQUEST, '--dest', 'consumer/inbox', '--process-id', 'valid-1', '--address', address, '--ui', 'http://ui.example:8233/');
+    expect(run.stderr).toBe('');
+    expect(run.code).toBe(0);
+    expect(run.stdout).toContain('valid-1');
+    expect(run.stdout).toContain('transfer-consumer-valid-1');
+    expect(run.stdout).toContain('http://ui.example:8233/namespaces/default/workflows/transfer-consumer-valid-1');
+
+    const description = await env.client.workflow.getHandle('transfer-consumer-valid-1').describe();
+    expect(description.type).toBe('transferProcessWorkflow');
+    // Visibility may trail the start by a moment.
+    await expect.poll(workflowIds, { timeout: 10_000, interval: 200 }).toEqual(['transfer-consumer-valid-1']);
+    await env.client.workflow.getHandle('transfer-consumer-valid-1').terminate('test cleanup');
+  });
+
+  it('an unknown command prints the usage and exits 2', async () => {
+    const run = await ferry('frobnicate');
+    expect(run.code).toBe(2);
+    expect(run.stderr).toContain('unknown command "frobnicate"');
+    expect(run.stderr).toMatch(/Usage: ferry <command>/);
+    noStackTrace(run.stderr);
+  });
+
+  it('a missing argument is a usage error (exit 2), not a stack trace', async () => {
+    const run = await ferry('status', 'consumer', '--address', address);
+    expect(run.code).toBe(2);
+    expect(run.stderr).toContain('needs CONNECTOR and PROCESS_ID');
+    noStackTrace(run.stderr);
+  });
+});

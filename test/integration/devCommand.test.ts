@@ -1,0 +1,50 @@
+import { spawn } from 'node:child_process';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { createServer } from 'node:net';
+import os from 'node:os';
+import path from 'node:path';
+import { afterAll, describe, expect, it } from 'vitest';
+import { REPO_ROOT } from '../../worker/temporalCli.js';
+
+/** The README's main command, `npm run dev`, run for real (with --once so it ends by itself). */
+const dataDir = mkdtempSync(path.join(os.tmpdir(), 'ferry-dev-'));
+afterAll(() => rmSync(dataDir, { recursive: true, force: true }));
+
+function freePort(): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const srv = createServer().listen(0, '127.0.0.1', () => {
+      const { port } = srv.address() as { port: number };
+      srv.close(() => resolve(port));
+    });
+    srv.on('error', reject);
+  });
+}
+
+async function runDev(): Promise<{ code: number | null; output: string }> {
+  const [port, uiPort] = [await freePort(), await freePort()];
+  const child = spawn(process.execPath, ['--import', 'tsx', 'worker/dev.ts', '--once', '--port', String(port), '--ui-port', String(uiPort), '--data', dataDir], {
+    cwd: REPO_ROOT,
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
+  let output = '';
+  child.stdout.on('data', (d: Buffer) => (output += d.toString()));
+  child.stderr.on('data', (d: Buffer) => (output += d.toString()));
+  const code = await new Promise<number | null>((resolve) => child.on('exit', resolve));
+  return { code, output: output.replaceAll(String(uiPort), 'UI_PORT') };
+}
+
+describe('npm run dev', () => {
+  it('runs a real demo transfer to COMPLETED with the Web UI up, and keeps state across restarts', async () => {
+    const first = await runDev();
+    expect(first.code, first.output).toBe(0);
+    expect(first.output).toContain('Web UI at http://localhost:UI_PORT (HTTP 200)');
+    expect(first.output).toContain('0 transfer processes recorded');
+    expect(first.output).toMatch(/consumer TransferProcess +http:\/\/localhost:UI_PORT\/namespaces\/default\/workflows\/transfer-consumer-/);
+    expect(first.output).toContain('Demo transfer COMPLETED: transfer completed');
+
+    const second = await runDev();
+    expect(second.code, second.output).toBe(0);
+    // the consumer and provider processes of the first run are still in the SQLite file
+    expect(second.output).toContain('2 transfer processes recorded');
+  });
+});
