@@ -176,12 +176,16 @@ async function main(): Promise<void> {
       recordings.push(...(await run()));
     }
 
+    // every history first, then the files: a failed run leaves the recorded set as it was
+    const recorded: { file: string; json: string; note: string }[] = [];
     for (const rec of recordings) {
       const workflowId = rec.kind === 'transfer-process' ? transferProcessWorkflowId(rec.connectorId, rec.processId) : dataFlowWorkflowId(rec.connectorId, rec.processId);
       const events = await settledHistory(c, workflowId, rec);
-      const file = fileOf(rec);
-      writeFileSync(file, `${historyToJSON({ events })}\n`);
-      console.log(`  wrote ${path.relative(process.cwd(), file)} (${events.length} events${rec.openIn ? `, open in ${rec.openIn}` : ''})`);
+      recorded.push({ file: fileOf(rec), json: `${historyToJSON({ events })}\n`, note: `${events.length} events${rec.openIn ? `, open in ${rec.openIn}` : ''}` });
+    }
+    for (const { file, json, note } of recorded) {
+      writeFileSync(file, json);
+      console.log(`  wrote ${path.relative(process.cwd(), file)} (${note})`);
     }
     console.log(`recorded ${recordings.length} histories in ${path.relative(process.cwd(), HISTORIES)}`);
   } finally {
@@ -203,6 +207,7 @@ async function settledHistory(c: Cluster, workflowId: string, rec: Recording, ti
   const deadline = Date.now() + timeoutMs;
   let lastCount = -1;
   let stableSince = Date.now();
+  let lastState: string | undefined;
   for (;;) {
     const description = await handle.describe();
     const closed = description.status.name !== 'RUNNING';
@@ -218,11 +223,20 @@ async function settledHistory(c: Cluster, workflowId: string, rec: Recording, ti
     }
     if (rec.openIn) {
       const state = await flowStatus(c.client, rec.connectorId, rec.processId).then((s) => s.state, () => undefined);
-      // no workflow task scheduled or running: the history ends where the workflow waits
-      const idle = !!events.at(-1)?.workflowTaskCompletedEventAttributes;
+      lastState = state;
+      // no workflow task scheduled or running and no activity pending: the workflow just waits
+      const lastTask = [...events].reverse().find(
+        (e) =>
+          e.workflowTaskScheduledEventAttributes ||
+          e.workflowTaskStartedEventAttributes ||
+          e.workflowTaskCompletedEventAttributes ||
+          e.workflowTaskFailedEventAttributes ||
+          e.workflowTaskTimedOutEventAttributes,
+      );
+      const idle = !!lastTask?.workflowTaskCompletedEventAttributes && !description.raw.pendingActivities?.length;
       if (state === rec.openIn && idle && Date.now() - stableSince >= 2000) return events;
     }
-    if (Date.now() > deadline) throw new Error(`${workflowId} did not ${rec.openIn ? `settle in ${rec.openIn}` : 'close'} within ${timeoutMs} ms`);
+    if (Date.now() > deadline) throw new Error(`${workflowId} did not ${rec.openIn ? `settle in ${rec.openIn}` : 'close'} within ${timeoutMs} ms${lastState ? ` (last state ${lastState})` : ''}`);
     await new Promise((r) => setTimeout(r, 250));
   }
 }

