@@ -1,6 +1,7 @@
 import { ApplicationFailure } from '@temporalio/activity';
 import {
   WithStartWorkflowOperation,
+  WorkflowExecutionAlreadyStartedError,
   WorkflowNotFoundError,
   WorkflowUpdateFailedError,
   type Client,
@@ -125,6 +126,8 @@ export function createControlPlaneActivities(deps: ControlPlaneDeps) {
               taskQueue: req.taskQueue,
               args: [req.flow],
               workflowIdConflictPolicy: 'USE_EXISTING',
+              // an ended flow is not started again: its resources were released
+              workflowIdReusePolicy: 'REJECT_DUPLICATE',
             }),
           });
         }
@@ -143,7 +146,7 @@ export function createControlPlaneActivities(deps: ControlPlaneDeps) {
         if (e instanceof WorkflowUpdateFailedError) {
           throw ApplicationFailure.nonRetryable(`data plane refused ${req.op}: ${e.cause?.message ?? e.message}`, 'DataPlaneRefused');
         }
-        if (e instanceof WorkflowNotFoundError || isClosedError(e)) {
+        if (e instanceof WorkflowNotFoundError || e instanceof WorkflowExecutionAlreadyStartedError || isClosedError(e)) {
           // A flow that has ended has nothing left to terminate or complete.
           if (req.op === 'terminate' || req.op === 'complete') return { state: await finalState(workflowId), async: false };
           throw ApplicationFailure.nonRetryable(`data flow ${workflowId} has ended; cannot ${req.op}`, 'DataFlowGone');

@@ -3,7 +3,8 @@ import { WorkflowUpdateFailedError, type Client, type WorkflowHandle } from '@te
 import { z } from 'zod';
 import { DataAddressSchema } from './DataAddress.js';
 import { isConfinedPath } from './FileAddress.js';
-import { controlPlaneTaskQueue, IdSchema, transferProcessWorkflowId } from './ids.js';
+import { IdSchema, transferProcessWorkflowId } from './ids.js';
+import { startTransferProcess } from './processStart.js';
 import type { SecretBox } from './secrets.js';
 import { TransferSettingsOverridesSchema } from './settings.js';
 import {
@@ -71,7 +72,7 @@ export class FerryClient {
     private readonly secrets?: SecretBox,
   ) {}
 
-  /** Starts a consumer transfer. The same processId twice reaches the same transfer. */
+  /** Starts a consumer transfer. The same processId twice (even after it ended) reaches the same transfer. */
   async startTransfer(raw: TransferRequest): Promise<StartedTransfer> {
     const parsed = TransferRequestSchema.safeParse(raw);
     if (!parsed.success) throw new InvalidRequestError(`invalid transfer request:\n${z.prettifyError(parsed.error)}`);
@@ -90,13 +91,7 @@ export class FerryClient {
       ...(req.dataPlaneId ? { dataPlaneId: req.dataPlaneId } : {}),
       ...(req.settings ? { settings: req.settings } : {}),
     };
-    const workflowId = transferProcessWorkflowId(req.connectorId, processId);
-    await this.client.workflow.start('transferProcessWorkflow', {
-      workflowId,
-      taskQueue: controlPlaneTaskQueue(req.connectorId),
-      args: [input],
-      workflowIdConflictPolicy: 'USE_EXISTING',
-    });
+    const workflowId = await startTransferProcess(this.client, input);
     return { connectorId: req.connectorId, processId, workflowId };
   }
 

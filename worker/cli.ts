@@ -378,7 +378,7 @@ function commandOf(name: 'suspend' | 'resume' | 'terminate'): Command {
     summary: `${name} a transfer`,
     usage: `Usage: ferry ${name} CONNECTOR PROCESS_ID${withReason ? ' [--reason TEXT]' : ''} [--timeout SECONDS]
 
-Asks the transfer to ${name}; prints the state it moved to. A command the transfer refuses in its
+Asks the transfer to ${name} and prints the state it reports. A command the transfer refuses in its
 current state prints why and exits 3.
 
 Options:

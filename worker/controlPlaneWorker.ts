@@ -4,7 +4,7 @@ import { InClusterTransport } from '../activities/transport/InClusterTransport.j
 import { ControlPlaneConfigSchema, type ControlPlaneConfig } from '../src/config.js';
 import { controlPlaneTaskQueue } from '../src/ids.js';
 import { bundlerOptions, CONTROL_PLANE_WORKFLOWS } from './bundle.js';
-import { connect, installRuntime, isMain, loadConfigFile, runMain, untilSignal } from './runtime.js';
+import { connect, installRuntime, isMain, loadConfigFile, runMain, runWorker, untilSignal } from './runtime.js';
 
 /** A control-plane worker: the TransferProcess workflows of one connector. */
 
@@ -24,15 +24,13 @@ export async function startControlPlaneWorker(config: ControlPlaneConfig, opts: 
     ...(opts.workflowBundle ? { workflowBundle: opts.workflowBundle } : { workflowsPath: CONTROL_PLANE_WORKFLOWS, bundlerOptions: { webpackConfigHook: bundlerOptions } }),
     activities: createControlPlaneActivities({ config, client: conn.client, transports: [new InClusterTransport(conn.client)] }),
   });
-  const running = worker.run();
+  const stop = runWorker(worker, async () => {
+    await conn.close();
+  });
   return {
     connectorId: config.connectorId,
     taskQueue,
-    async shutdown() {
-      worker.shutdown();
-      await running;
-      await conn.close();
-    },
+    shutdown: stop,
   };
 }
 

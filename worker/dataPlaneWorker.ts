@@ -10,7 +10,7 @@ import type { Provisioner } from '../src/Provisioner.js';
 import { SecretBox } from '../src/secrets.js';
 import { bundlerOptions, DATA_PLANE_WORKFLOWS } from './bundle.js';
 import { callbackSigner, startCallbackServer } from './callbackServer.js';
-import { connect, installRuntime, isMain, loadConfigFile, runMain, untilSignal } from './runtime.js';
+import { connect, installRuntime, isMain, loadConfigFile, runMain, runWorker, untilSignal } from './runtime.js';
 
 /** A data-plane worker: one instance, its own task queue, its provisioners and its callback endpoint. */
 
@@ -54,17 +54,15 @@ export async function startDataPlaneWorker(config: DataPlaneConfig, opts: { work
       callbackUrl: (target) => signer.callbackUrl(baseUrl, target),
     }),
   });
-  const running = worker.run();
+  const stop = runWorker(worker, async () => {
+    await server.close();
+    await conn.close();
+  });
   return {
     instanceId: config.instanceId,
     taskQueue,
     callbackUrl: baseUrl,
-    async shutdown() {
-      worker.shutdown();
-      await running;
-      await server.close();
-      await conn.close();
-    },
+    shutdown: stop,
   };
 }
 

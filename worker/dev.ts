@@ -1,3 +1,5 @@
+import { createHash } from 'node:crypto';
+import { readFileSync } from 'node:fs';
 import path from 'node:path';
 import { parseArgs } from 'node:util';
 import { FerryClient } from '../src/client.js';
@@ -68,7 +70,12 @@ runMain(async () => {
   console.log(`  provider TransferProcess  ${link(`transfer-provider-${status.counterpartyPid}`)}`);
   console.log(`  provider DataFlow         ${link(`dataflow-provider-${status.counterpartyPid}`)}`);
   console.log(`Demo transfer ${result.state}: ${result.reason}`);
-  console.log(`  delivered to ${status.dataDestination?.endpoint}/demo.bin (source sha256 ${asset.sha256})`);
+  if (result.state === 'COMPLETED') {
+    const delivered = path.join(status.dataDestination!.endpoint, 'demo.bin');
+    const sha256 = createHash('sha256').update(readFileSync(delivered)).digest('hex');
+    console.log(`  delivered ${delivered}: sha256 ${sha256} ${sha256 === asset.sha256 ? 'equals the source' : `DIFFERS from the source ${asset.sha256}`}`);
+    if (sha256 !== asset.sha256) process.exitCode = 1;
+  }
 
   if (!values.once) {
     console.log(`Up. Start more transfers with \`npm run ferry -- start …\`; Ctrl-C stops everything.`);

@@ -1,7 +1,7 @@
 import { readFileSync } from 'node:fs';
 import { parseArgs } from 'node:util';
 import { Client, Connection } from '@temporalio/client';
-import { NativeConnection, Runtime, DefaultLogger } from '@temporalio/worker';
+import { NativeConnection, Runtime, DefaultLogger, type Worker } from '@temporalio/worker';
 import type { z } from 'zod';
 import { ConfigError, parseConfig } from '../src/config.js';
 
@@ -75,3 +75,16 @@ export function untilSignal(): Promise<NodeJS.Signals> {
 }
 
 export const isMain = (metaUrl: string): boolean => !!process.argv[1] && metaUrl === new URL(`file://${process.argv[1]}`).href;
+
+/**
+ * Runs a worker and returns its stop function. The SDK shuts workers down on SIGINT/SIGTERM by
+ * itself; stopping is therefore idempotent: shut down if still running, wait, then release `after`.
+ */
+export function runWorker(worker: Worker, after: () => Promise<void>): () => Promise<void> {
+  const running = worker.run();
+  return async () => {
+    if (worker.getState() === 'RUNNING') worker.shutdown();
+    await running;
+    await after();
+  };
+}

@@ -1,7 +1,8 @@
 import { createHash } from 'node:crypto';
 import { WorkflowNotFoundError, WorkflowUpdateFailedError, type Client } from '@temporalio/client';
 import type { ProcessMessage, TransferRequestMessage } from '../../src/dsp.js';
-import { controlPlaneTaskQueue, IN_CLUSTER_SCHEME, transferProcessWorkflowId } from '../../src/ids.js';
+import { IN_CLUSTER_SCHEME, transferProcessWorkflowId } from '../../src/ids.js';
+import { startTransferProcess } from '../../src/processStart.js';
 import { counterpartyMessageUpdate, type TransferProcessInput } from '../../src/TransferProcess.js';
 import { CounterpartyRejected, type CounterpartyTransport } from '../../src/Transport.js';
 
@@ -34,12 +35,7 @@ export class InClusterTransport implements CounterpartyTransport {
       transferType: message.format as TransferProcessInput['transferType'],
       ...(message.dataAddress ? { dataDestination: message.dataAddress } : {}),
     };
-    await this.client.workflow.start('transferProcessWorkflow', {
-      workflowId: transferProcessWorkflowId(provider, providerPid),
-      taskQueue: controlPlaneTaskQueue(provider),
-      args: [input],
-      workflowIdConflictPolicy: 'USE_EXISTING',
-    });
+    await startTransferProcess(this.client, input);
     return { providerPid };
   }
 

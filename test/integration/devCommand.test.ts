@@ -41,6 +41,7 @@ describe('npm run dev', () => {
     expect(first.output).toContain('0 transfer processes recorded');
     expect(first.output).toMatch(/consumer TransferProcess +http:\/\/localhost:UI_PORT\/namespaces\/default\/workflows\/transfer-consumer-/);
     expect(first.output).toContain('Demo transfer COMPLETED: transfer completed');
+    expect(first.output).toMatch(/delivered .*demo\.bin: sha256 [0-9a-f]{64} equals the source/);
 
     const second = await runDev();
     expect(second.code, second.output).toBe(0);

@@ -183,12 +183,13 @@ describe('client commands', () => {
     });
   });
 
-  it('starting the same process id twice is one transfer', async () => {
+  it('starting the same process id twice is one transfer, while it runs and after it ended', async () => {
     const req = { ...request('c-sync', 'p-sync', 'small', 'twice'), processId: 'twice-1' };
     const first = await cluster.ferry.startTransfer(req);
     const second = await cluster.ferry.startTransfer(req);
     expect(second.workflowId).toBe(first.workflowId);
     await cluster.ferry.result('c-sync', 'twice-1');
+    expect((await cluster.ferry.startTransfer(req)).workflowId).toBe(first.workflowId);
     const runs = [];
     for await (const w of cluster.client.workflow.list({ query: `WorkflowId = '${first.workflowId}'` })) runs.push(w);
     expect(runs).toHaveLength(1);

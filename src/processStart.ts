@@ -1,0 +1,23 @@
+import { WorkflowExecutionAlreadyStartedError, type Client } from '@temporalio/client';
+import { controlPlaneTaskQueue, transferProcessWorkflowId } from './ids.js';
+import type { TransferProcessInput } from './TransferProcess.js';
+
+/**
+ * Starts the TransferProcess workflow of `input`, once: a second start of the same process, running
+ * or ended, reaches the existing one and never begins a second transfer.
+ */
+export async function startTransferProcess(client: Client, input: TransferProcessInput): Promise<string> {
+  const workflowId = transferProcessWorkflowId(input.connectorId, input.processId);
+  try {
+    await client.workflow.start('transferProcessWorkflow', {
+      workflowId,
+      taskQueue: controlPlaneTaskQueue(input.connectorId),
+      args: [input],
+      workflowIdConflictPolicy: 'USE_EXISTING',
+      workflowIdReusePolicy: 'REJECT_DUPLICATE',
+    });
+  } catch (e) {
+    if (!(e instanceof WorkflowExecutionAlreadyStartedError)) throw e; // it ran already
+  }
+  return workflowId;
+}
