@@ -54,6 +54,36 @@ export const DataPlaneInstanceSchema = z.object({
   transferTypes: z.array(TransferTypeSchema).min(1).default(['File-PUSH']),
 });
 
+/** A connector this one talks DSP with, and the bearer tokens each side presents. */
+export const CounterpartySchema = z.object({
+  id: IdSchema,
+  /** Its DSP base URL (`https://…`); messages to it go there, and its callback addresses must start with it. */
+  address: z.url(),
+  /** The token it presents to us (`Authorization: Bearer …`). */
+  inboundToken: z.string().min(16, 'tokens must have at least 16 characters'),
+  /** The token we present to it. */
+  outboundToken: z.string().min(16, 'tokens must have at least 16 characters'),
+});
+export type Counterparty = z.infer<typeof CounterpartySchema>;
+
+/** Provider side: the agreements a consumer may transfer under (contract negotiation is out of scope). */
+export const AgreementSchema = z.object({
+  assetId: z.string().min(1),
+  /** The counterparty id the agreement was made with. */
+  counterparty: IdSchema,
+});
+
+export const DspConfigSchema = z.object({
+  host: z.string().default('127.0.0.1'),
+  port: z.number().int().min(0).max(65535).default(0),
+  /** Our DSP base URL as counterparties reach it (also our consumer callbackAddress). */
+  publicUrl: z.url().optional(),
+  counterparties: z.array(CounterpartySchema).default([]),
+  agreements: z.record(z.string().min(1), AgreementSchema).default({}),
+  requestTimeoutMs: z.number().int().positive().max(120_000).default(10_000),
+});
+export type DspConfig = z.infer<typeof DspConfigSchema>;
+
 export const ControlPlaneConfigSchema = z.object({
   connectorId: IdSchema,
   temporal: TemporalConnectionSchema.default({ address: 'localhost:7233', namespace: 'default' }),
@@ -63,6 +93,8 @@ export const ControlPlaneConfigSchema = z.object({
   assets: z.record(z.string().min(1), DataAddressSchema).default({}),
   transfer: TransferSettingsSchema.partial().default({}),
   secretKey: z.string().min(1),
+  /** The Dataspace Protocol over HTTP(S): off unless configured. */
+  dsp: DspConfigSchema.optional(),
 });
 export type ControlPlaneConfig = z.infer<typeof ControlPlaneConfigSchema>;
 

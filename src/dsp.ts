@@ -15,8 +15,8 @@ export const TransferRequestMessageSchema = z.object({
   '@type': z.literal('TransferRequestMessage'),
   consumerPid: Pid,
   agreementId: z.string().min(1),
-  /** Which asset of the agreement (kept for engines without contract negotiation). */
-  assetId: z.string().min(1),
+  /** ferry's in-cluster extension: which asset of the agreement. Over HTTPS the agreement names it. */
+  assetId: z.string().min(1).optional(),
   format: z.string().min(1),
   dataAddress: DataAddressSchema.optional(),
   callbackAddress: z.string().min(1),
@@ -66,3 +66,35 @@ export type TransferCompletionMessage = z.infer<typeof TransferCompletionMessage
 export type TransferTerminationMessage = z.infer<typeof TransferTerminationMessageSchema>;
 export type ProcessMessage = z.infer<typeof ProcessMessageSchema>;
 export type ProcessMessageType = ProcessMessage['@type'];
+
+/** The ACK a connector answers with: the process as it stands (DSP state names). */
+export const DSP_STATES = ['REQUESTED', 'STARTED', 'SUSPENDED', 'COMPLETED', 'TERMINATED'] as const;
+export type DspState = (typeof DSP_STATES)[number];
+
+export interface DspTransferProcess {
+  '@context': string[];
+  '@type': 'TransferProcess';
+  providerPid: string;
+  consumerPid: string;
+  state: DspState;
+}
+
+export interface DspTransferError {
+  '@context': string[];
+  '@type': 'TransferError';
+  consumerPid?: string;
+  providerPid?: string;
+  code: string;
+  reason: string[];
+}
+
+/** Which message each `POST /transfers/:pid/<path>` carries. */
+export const MESSAGE_PATHS = {
+  start: 'TransferStartMessage',
+  completion: 'TransferCompletionMessage',
+  termination: 'TransferTerminationMessage',
+  suspension: 'TransferSuspensionMessage',
+} as const satisfies Record<string, ProcessMessageType>;
+export type MessagePath = keyof typeof MESSAGE_PATHS;
+export const pathOfMessage = (type: ProcessMessageType): MessagePath =>
+  (Object.keys(MESSAGE_PATHS) as MessagePath[]).find((p) => MESSAGE_PATHS[p] === type)!;

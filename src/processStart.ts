@@ -1,3 +1,4 @@
+import { createHash } from 'node:crypto';
 import { WorkflowExecutionAlreadyStartedError, type Client } from '@temporalio/client';
 import { controlPlaneTaskQueue, transferProcessWorkflowId } from './ids.js';
 import type { TransferProcessInput } from './TransferProcess.js';
@@ -21,3 +22,7 @@ export async function startTransferProcess(client: Client, input: TransferProces
   }
   return workflowId;
 }
+
+/** The provider's pid for a consumer's request: the same request (consumer, consumerPid) always maps to the same process. */
+export const providerPidFor = (consumer: string, consumerPid: string): string =>
+  `p-${createHash('sha256').update(`${consumer}\n${consumerPid}`).digest('hex').slice(0, 32)}`;

@@ -1,9 +1,12 @@
 import { Worker, type WorkflowBundleWithSourceMap } from '@temporalio/worker';
 import { createControlPlaneActivities } from '../activities/controlPlane.js';
+import { HttpDspTransport } from '../activities/transport/HttpDspTransport.js';
 import { InClusterTransport } from '../activities/transport/InClusterTransport.js';
+import type { CounterpartyTransport } from '../src/Transport.js';
 import { ControlPlaneConfigSchema, type ControlPlaneConfig } from '../src/config.js';
 import { controlPlaneTaskQueue } from '../src/ids.js';
 import { bundlerOptions, CONTROL_PLANE_WORKFLOWS } from './bundle.js';
+import { startDspServer } from './dspServer.js';
 import { connect, installRuntime, isMain, loadConfigFile, runMain, runWorker, untilSignal } from './runtime.js';
 
 /** A control-plane worker: the TransferProcess workflows of one connector. */
@@ -11,25 +14,32 @@ import { connect, installRuntime, isMain, loadConfigFile, runMain, runWorker, un
 export interface RunningControlPlane {
   connectorId: string;
   taskQueue: string;
+  /** The DSP endpoint, when the connector speaks DSP over HTTP. */
+  dspUrl?: string;
   shutdown(): Promise<void>;
 }
 
 export async function startControlPlaneWorker(config: ControlPlaneConfig, opts: { workflowBundle?: WorkflowBundleWithSourceMap } = {}): Promise<RunningControlPlane> {
   const conn = await connect(config.temporal);
   const taskQueue = controlPlaneTaskQueue(config.connectorId);
+  const transports: CounterpartyTransport[] = [new InClusterTransport(conn.client)];
+  const dspServer = config.dsp ? await startDspServer({ config: { ...config, dsp: config.dsp }, client: conn.client }) : undefined;
+  if (config.dsp && dspServer) transports.push(new HttpDspTransport({ ...config.dsp, publicUrl: config.dsp.publicUrl ?? dspServer.url }));
   const worker = await Worker.create({
     connection: conn.native,
     namespace: config.temporal.namespace,
     taskQueue,
     ...(opts.workflowBundle ? { workflowBundle: opts.workflowBundle } : { workflowsPath: CONTROL_PLANE_WORKFLOWS, bundlerOptions: { webpackConfigHook: bundlerOptions } }),
-    activities: createControlPlaneActivities({ config, client: conn.client, transports: [new InClusterTransport(conn.client)] }),
+    activities: createControlPlaneActivities({ config, client: conn.client, transports }),
   });
   const stop = runWorker(worker, async () => {
+    await dspServer?.close();
     await conn.close();
   });
   return {
     connectorId: config.connectorId,
     taskQueue,
+    ...(dspServer ? { dspUrl: dspServer.url } : {}),
     shutdown: stop,
   };
 }
@@ -39,7 +49,7 @@ if (isMain(import.meta.url)) {
     installRuntime();
     const config = loadConfigFile(ControlPlaneConfigSchema, 'control-plane');
     const cp = await startControlPlaneWorker(config);
-    console.log(`control plane ${cp.connectorId} polling ${cp.taskQueue}`);
+    console.log(`control plane ${cp.connectorId} polling ${cp.taskQueue}${cp.dspUrl ? `; DSP at ${cp.dspUrl}` : ''}`);
     await untilSignal();
     await cp.shutdown();
   });

@@ -15,6 +15,8 @@ export interface DevServerOptions {
   /** Web UI port; omit for no UI. */
   uiPort?: number;
   namespace?: string;
+  /** More namespaces to create (one per connector, as separate organisations would have). */
+  extraNamespaces?: string[];
 }
 
 /** `temporal server start-dev`, embedded: it lives as long as this process. */
@@ -28,6 +30,7 @@ export async function startDevServer(opts: DevServerOptions = {}): Promise<TestW
       ...(opts.port ? { port: opts.port } : {}),
       ...(opts.uiPort ? { ui: true, uiPort: opts.uiPort } : {}),
       ...(opts.namespace ? { namespace: opts.namespace } : {}),
+      ...(opts.extraNamespaces?.length ? { extraArgs: opts.extraNamespaces.flatMap((n) => ['--namespace', n]) } : {}),
       log: { format: 'pretty', level: 'warn' },
     },
   });

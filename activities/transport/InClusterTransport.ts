@@ -1,8 +1,7 @@
-import { createHash } from 'node:crypto';
 import { WorkflowNotFoundError, WorkflowUpdateFailedError, type Client } from '@temporalio/client';
 import type { ProcessMessage, TransferRequestMessage } from '../../src/dsp.js';
 import { IN_CLUSTER_SCHEME, transferProcessWorkflowId } from '../../src/ids.js';
-import { startTransferProcess } from '../../src/processStart.js';
+import { providerPidFor, startTransferProcess } from '../../src/processStart.js';
 import { counterpartyMessageUpdate, type TransferProcessInput } from '../../src/TransferProcess.js';
 import { CounterpartyRejected, type CounterpartyTransport } from '../../src/Transport.js';
 
@@ -22,8 +21,9 @@ export class InClusterTransport implements CounterpartyTransport {
 
   async requestTransfer(address: string, message: TransferRequestMessage): Promise<{ providerPid: string }> {
     const provider = connectorOf(address);
+    if (!message.assetId) throw new CounterpartyRejected('an in-cluster transfer request must name its asset');
     // The same consumer process always maps to the same provider process: a re-sent request is idempotent.
-    const providerPid = `p-${createHash('sha256').update(`${message.callbackAddress}\n${message.consumerPid}`).digest('hex').slice(0, 32)}`;
+    const providerPid = providerPidFor(message.callbackAddress, message.consumerPid);
     const input: TransferProcessInput = {
       role: 'PROVIDER',
       connectorId: provider,

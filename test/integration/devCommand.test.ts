@@ -1,24 +1,14 @@
 import { spawn } from 'node:child_process';
 import { mkdtempSync, rmSync } from 'node:fs';
-import { createServer } from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
 import { REPO_ROOT } from '../../worker/temporalCli.js';
+import { freePort } from '../support/cluster.js';
 
 /** The README's main command, `npm run dev`, run for real (with --once so it ends by itself). */
 const dataDir = mkdtempSync(path.join(os.tmpdir(), 'ferry-dev-'));
 afterAll(() => rmSync(dataDir, { recursive: true, force: true }));
-
-function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const srv = createServer().listen(0, '127.0.0.1', () => {
-      const { port } = srv.address() as { port: number };
-      srv.close(() => resolve(port));
-    });
-    srv.on('error', reject);
-  });
-}
 
 async function runDev(): Promise<{ code: number | null; output: string }> {
   const [port, uiPort] = [await freePort(), await freePort()];

@@ -1,7 +1,8 @@
 import { mkdtempSync, rmSync } from 'node:fs';
+import { createServer } from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
-import type { Client } from '@temporalio/client';
+import { Client } from '@temporalio/client';
 import type { TestWorkflowEnvironment } from '@temporalio/testing';
 import type { WorkflowBundleWithSourceMap } from '@temporalio/worker';
 import { FerryClient } from '../../src/client.js';
@@ -27,17 +28,20 @@ export interface Cluster {
   /** A fresh temp directory, removed at shutdown. */
   root: string;
   bundles: { controlPlane: WorkflowBundleWithSourceMap; dataPlane: WorkflowBundleWithSourceMap };
-  controlPlane(config: Omit<ControlPlaneConfig, 'temporal' | 'secretKey' | 'transfer' | 'assets'> & Partial<Pick<ControlPlaneConfig, 'transfer' | 'assets'>>): Promise<RunningControlPlane>;
-  dataPlane(config: Omit<DataPlaneConfig, 'temporal' | 'secretKey' | 'callback' | 'provisioners' | 'dataFlow'> & Partial<Pick<DataPlaneConfig, 'provisioners' | 'dataFlow'>>): Promise<RunningDataPlane>;
+  /** Workers in the default namespace unless `namespace` says otherwise. */
+  controlPlane(config: Omit<ControlPlaneConfig, 'temporal' | 'secretKey' | 'transfer' | 'assets'> & Partial<Pick<ControlPlaneConfig, 'transfer' | 'assets'>> & { namespace?: string }): Promise<RunningControlPlane>;
+  dataPlane(config: Omit<DataPlaneConfig, 'temporal' | 'secretKey' | 'callback' | 'provisioners' | 'dataFlow'> & Partial<Pick<DataPlaneConfig, 'provisioners' | 'dataFlow'>> & { namespace?: string }): Promise<RunningDataPlane>;
+  /** A client (and FerryClient) of another namespace. */
+  clientFor(namespace: string): { client: Client; ferry: FerryClient };
   shutdown(): Promise<void>;
 }
 
 let bundles: Cluster['bundles'] | undefined;
 
-export async function startCluster(): Promise<Cluster> {
+export async function startCluster(opts: { namespaces?: string[] } = {}): Promise<Cluster> {
   installRuntime();
   const [env, built] = await Promise.all([
-    startDevServer(),
+    startDevServer({ ...(opts.namespaces ? { extraNamespaces: opts.namespaces } : {}) }),
     bundles ? Promise.resolve(bundles) : Promise.all([bundle(CONTROL_PLANE_WORKFLOWS), bundle(DATA_PLANE_WORKFLOWS)]).then(([controlPlane, dataPlane]) => ({ controlPlane, dataPlane })),
   ]);
   bundles = built;
@@ -55,15 +59,19 @@ export async function startCluster(): Promise<Cluster> {
     temporal,
     root,
     bundles: built,
-    async controlPlane(config) {
-      const w = await startControlPlaneWorker(ControlPlaneConfigSchema.parse({ ...config, temporal, secretKey }), { workflowBundle: built.controlPlane });
+    async controlPlane({ namespace, ...config }) {
+      const w = await startControlPlaneWorker(ControlPlaneConfigSchema.parse({ ...config, temporal: { ...temporal, ...(namespace ? { namespace } : {}) }, secretKey }), { workflowBundle: built.controlPlane });
       running.push(w);
       return w;
     },
-    async dataPlane(config) {
-      const w = await startDataPlaneWorker(DataPlaneConfigSchema.parse({ ...config, temporal, secretKey }), { workflowBundle: built.dataPlane });
+    async dataPlane({ namespace, ...config }) {
+      const w = await startDataPlaneWorker(DataPlaneConfigSchema.parse({ ...config, temporal: { ...temporal, ...(namespace ? { namespace } : {}) }, secretKey }), { workflowBundle: built.dataPlane });
       running.push(w);
       return w;
+    },
+    clientFor(namespace) {
+      const client = new Client({ connection: env.connection, namespace });
+      return { client, ferry: new FerryClient(client, secrets) };
     },
     async shutdown() {
       for (const w of running.reverse()) await w.shutdown().catch(() => undefined);
@@ -71,4 +79,15 @@ export async function startCluster(): Promise<Cluster> {
       rmSync(root, { recursive: true, force: true });
     },
   };
+}
+
+/** A port free right now on loopback (for servers whose address must be configured before they start). */
+export function freePort(): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const srv = createServer().listen(0, '127.0.0.1', () => {
+      const { port } = srv.address() as { port: number };
+      srv.close(() => resolve(port));
+    });
+    srv.on('error', reject);
+  });
 }
