@@ -57,6 +57,8 @@ export async function startDspServer(opts: { config: ControlPlaneConfig & { dsp:
   const { config, client } = opts;
   const { dsp, connectorId } = config;
   const app = Fastify({ bodyLimit: 1024 * 1024, logger: false });
+  // Routes live under the path of our public URL (`https://connector.example/dsp` serves `/dsp/transfers/…`).
+  const base = dsp.publicUrl ? trimSlash(new URL(dsp.publicUrl).pathname) : '';
 
   /** The counterparty presenting this bearer token, compared in constant time. */
   const caller = (req: FastifyRequest): Counterparty => {
@@ -102,11 +104,12 @@ export async function startDspServer(opts: { config: ControlPlaneConfig & { dsp:
     return result.data;
   };
 
+  // at the host root, as .well-known paths are; it names where the protocol lives
   app.get('/.well-known/dspace-version', async () => ({
-    protocolVersions: [{ version: '2025-1', path: '/', binding: 'HTTPS' }],
+    protocolVersions: [{ version: '2025-1', path: base || '/', binding: 'HTTPS' }],
   }));
 
-  app.post('/transfers/request', async (req, reply) => {
+  app.post(`${base}/transfers/request`, async (req, reply) => {
     const who = caller(req);
     const msg = parse(TransferRequestMessageSchema, req.body);
     const pids = { consumerPid: msg.consumerPid };
@@ -135,7 +138,7 @@ export async function startDspServer(opts: { config: ControlPlaneConfig & { dsp:
     return reply.code(201).send({ '@context': [DSP_CONTEXT], '@type': 'TransferProcess', providerPid, consumerPid: msg.consumerPid, state: 'REQUESTED' } satisfies DspTransferProcess);
   });
 
-  app.post<{ Params: { pid: string; kind: string } }>('/transfers/:pid/:kind', async (req, reply) => {
+  app.post<{ Params: { pid: string; kind: string } }>(`${base}/transfers/:pid/:kind`, async (req, reply) => {
     const who = caller(req);
     const expected = MESSAGE_PATHS[req.params.kind as MessagePath] as string | undefined;
     if (!expected) throw new DspError(404, 'NotFound', 'not found');
@@ -154,7 +157,7 @@ export async function startDspServer(opts: { config: ControlPlaneConfig & { dsp:
     return reply.code(200).send();
   });
 
-  app.get<{ Params: { pid: string } }>('/transfers/:pid', async (req) => {
+  app.get<{ Params: { pid: string } }>(`${base}/transfers/:pid`, async (req) => {
     const who = caller(req);
     return ack((await processFor(req.params.pid, who)).status);
   });
