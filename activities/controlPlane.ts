@@ -23,6 +23,7 @@ import {
 } from '../src/DataFlow.js';
 import type { DataFlowState } from '../src/DataFlowState.js';
 import type { ControlPlaneConfig } from '../src/config.js';
+import { SecretBox } from '../src/secrets.js';
 import type { ProcessMessage, TransferRequestMessage } from '../src/dsp.js';
 import { dataFlowWorkflowId, dataPlaneTaskQueue } from '../src/ids.js';
 import { TransferSettingsSchema, type TransferSettings, type TransferSettingsOverrides } from '../src/settings.js';
@@ -46,6 +47,7 @@ export type DataPlaneCall =
 export function createControlPlaneActivities(deps: ControlPlaneDeps) {
   const { config, client } = deps;
   const defaults = TransferSettingsSchema.parse(config.transfer);
+  const secrets = SecretBox.fromBase64(config.secretKey);
 
   const transportFor = (address: string): CounterpartyTransport => {
     const t = deps.transports.find((x) => x.canReach(address));
@@ -85,7 +87,7 @@ export function createControlPlaneActivities(deps: ControlPlaneDeps) {
     async resolveAsset(assetId: string): Promise<DataAddress> {
       const address = config.assets[assetId];
       if (!address) throw ApplicationFailure.nonRetryable(`unknown asset ${assetId}`, 'UnknownAsset');
-      return address;
+      return secrets.seal(address); // an asset's credentials enter the history sealed
     },
 
     /**

@@ -8,6 +8,7 @@ import type { SecretBox } from '../src/secrets.js';
 import { DataFlowSettingsSchema, type DataFlowSettings } from '../src/settings.js';
 import { dataPlaneCallbackSignal, type DataPlaneCallback } from '../src/TransferProcess.js';
 import { copyFile, TransferRejected } from './transfer/FileTransfer.js';
+import { pushHttp } from './transfer/HttpTransfer.js';
 
 /** Side effects of the data plane: provisioning, moving bytes, calling the control plane back. */
 
@@ -78,21 +79,20 @@ export function createDataPlaneActivities(deps: DataPlaneDeps) {
       const resumeFrom = (ctx.info.heartbeatDetails as { offset?: number } | undefined)?.offset ?? 0;
       const source = secrets.open(req.source);
       const destination = secrets.open(req.destination);
-      if (source.endpointType !== 'File' || destination.endpointType !== 'File') {
-        throw ApplicationFailure.nonRetryable(`transfer ${source.endpointType} -> ${destination.endpointType} is not supported by this data plane`);
+      const common = {
+        root: config.fileRoot,
+        source,
+        destination,
+        ...(config.rateLimitBytesPerSec ? { rateLimitBytesPerSec: config.rateLimitBytesPerSec } : {}),
+        signal: ctx.cancellationSignal,
+        onProgress: (offset: number) => ctx.heartbeat({ offset }),
+      };
+      if (source.endpointType === 'File' && destination.endpointType === 'File') {
+        const { bytes, sha256 } = await nonRetryable(() => copyFile({ ...common, resumeFrom }));
+        return { bytes, sha256 };
       }
-      const result = await nonRetryable(() =>
-        copyFile({
-          root: config.fileRoot,
-          source,
-          destination,
-          resumeFrom,
-          ...(config.rateLimitBytesPerSec ? { rateLimitBytesPerSec: config.rateLimitBytesPerSec } : {}),
-          signal: ctx.cancellationSignal,
-          onProgress: (offset) => ctx.heartbeat({ offset }),
-        }),
-      );
-      return { bytes: result.bytes, sha256: result.sha256 };
+      if (destination.endpointType === 'HttpData') return nonRetryable(() => pushHttp(common));
+      throw ApplicationFailure.nonRetryable(`transfer ${source.endpointType} -> ${destination.endpointType} is not supported by this data plane`);
     },
 
     /** Calls the TransferProcess back. A process that is gone cannot be helped by retrying. */

@@ -11,7 +11,7 @@ import type { TransferProcessState } from './TransferProcessState.js';
 /** The contract of the TransferProcess workflow: its input, status query, updates, signals and search attributes. */
 
 /** Transfer types: `<endpointType>-<PUSH|PULL>` as in DSP `format`. */
-export const TRANSFER_TYPES = ['File-PUSH'] as const;
+export const TRANSFER_TYPES = ['File-PUSH', 'HttpData-PUSH'] as const;
 export const TransferTypeSchema = z.enum(TRANSFER_TYPES, {
   error: (i) => `unsupported transferType ${JSON.stringify(i.input)}; supported: ${TRANSFER_TYPES.join(', ')}`,
 });

@@ -3,6 +3,7 @@ import { createControlPlaneActivities } from '../activities/controlPlane.js';
 import { HttpDspTransport } from '../activities/transport/HttpDspTransport.js';
 import { InClusterTransport } from '../activities/transport/InClusterTransport.js';
 import type { CounterpartyTransport } from '../src/Transport.js';
+import { SecretBox } from '../src/secrets.js';
 import { ControlPlaneConfigSchema, type ControlPlaneConfig } from '../src/config.js';
 import { controlPlaneTaskQueue } from '../src/ids.js';
 import { bundlerOptions, CONTROL_PLANE_WORKFLOWS } from './bundle.js';
@@ -24,7 +25,7 @@ export async function startControlPlaneWorker(config: ControlPlaneConfig, opts: 
   const taskQueue = controlPlaneTaskQueue(config.connectorId);
   const transports: CounterpartyTransport[] = [new InClusterTransport(conn.client)];
   const dspServer = config.dsp ? await startDspServer({ config: { ...config, dsp: config.dsp }, client: conn.client }) : undefined;
-  if (config.dsp && dspServer) transports.push(new HttpDspTransport({ ...config.dsp, publicUrl: config.dsp.publicUrl ?? dspServer.url }));
+  if (config.dsp && dspServer) transports.push(new HttpDspTransport({ ...config.dsp, publicUrl: config.dsp.publicUrl ?? dspServer.url }, SecretBox.fromBase64(config.secretKey)));
   const worker = await Worker.create({
     connection: conn.native,
     namespace: config.temporal.namespace,

@@ -14,6 +14,7 @@ import {
   type MessagePath,
 } from '../src/dsp.js';
 import { transferProcessWorkflowId } from '../src/ids.js';
+import { SecretBox } from '../src/secrets.js';
 import { providerPidFor, startTransferProcess } from '../src/processStart.js';
 import {
   counterpartyMessageUpdate,
@@ -56,6 +57,8 @@ const trimSlash = (a: string): string => a.replace(/\/+$/, '');
 export async function startDspServer(opts: { config: ControlPlaneConfig & { dsp: DspConfig }; client: Client }): Promise<DspServer> {
   const { config, client } = opts;
   const { dsp, connectorId } = config;
+  // credentials a counterparty sends in addresses enter our histories sealed
+  const secrets = SecretBox.fromBase64(config.secretKey);
   const app = Fastify({ bodyLimit: 1024 * 1024, logger: false });
   // Routes live under the path of our public URL (`https://connector.example/dsp` serves `/dsp/transfers/…`).
   const base = dsp.publicUrl ? trimSlash(new URL(dsp.publicUrl).pathname) : '';
@@ -133,7 +136,7 @@ export async function startDspServer(opts: { config: ControlPlaneConfig & { dsp:
       agreementId: msg.agreementId,
       assetId: agreement.assetId,
       transferType: format.data,
-      ...(msg.dataAddress ? { dataDestination: msg.dataAddress } : {}),
+      ...(msg.dataAddress ? { dataDestination: secrets.seal(msg.dataAddress) } : {}),
     });
     return reply.code(201).send({ '@context': [DSP_CONTEXT], '@type': 'TransferProcess', providerPid, consumerPid: msg.consumerPid, state: 'REQUESTED' } satisfies DspTransferProcess);
   });
@@ -147,7 +150,8 @@ export async function startDspServer(opts: { config: ControlPlaneConfig & { dsp:
     if (msg['@type'] !== expected) throw new DspError(400, 'InvalidMessage', `${req.params.kind} takes a ${expected}, not a ${msg['@type']}`, pids);
     const { handle } = await processFor(req.params.pid, who);
     try {
-      await handle.executeUpdate(counterpartyMessageUpdate, { args: [msg] });
+      const sealed = 'dataAddress' in msg && msg.dataAddress ? { ...msg, dataAddress: secrets.seal(msg.dataAddress) } : msg;
+      await handle.executeUpdate(counterpartyMessageUpdate, { args: [sealed] });
     } catch (e) {
       // The validator refused (or the process has ended): the state is unchanged.
       if (e instanceof WorkflowUpdateFailedError) throw new DspError(400, 'InvalidStateTransition', e.cause?.message ?? e.message, pids);

@@ -244,7 +244,7 @@ async function syncDirectory(dir: string): Promise<void> {
  * Token bucket holding at most a tenth of a second of traffic, so the rate is smooth and every wait
  * is short (an abort is noticed within ~100 ms).
  */
-class TokenBucket {
+export class TokenBucket {
   readonly capacity: number;
   #tokens: number;
   #last = performance.now();

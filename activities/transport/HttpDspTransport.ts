@@ -1,4 +1,6 @@
 import type { Counterparty, DspConfig } from '../../src/config.js';
+import type { DataAddress } from '../../src/DataAddress.js';
+import type { SecretBox } from '../../src/secrets.js';
 import { pathOfMessage, type DspTransferError, type DspTransferProcess, type ProcessMessage, type TransferRequestMessage } from '../../src/dsp.js';
 import { CounterpartyRejected, type CounterpartyTransport } from '../../src/Transport.js';
 
@@ -10,7 +12,11 @@ import { CounterpartyRejected, type CounterpartyTransport } from '../../src/Tran
 export class HttpDspTransport implements CounterpartyTransport {
   readonly name = 'dsp-https';
 
-  constructor(private readonly dsp: DspConfig & { publicUrl: string }) {}
+  constructor(
+    private readonly dsp: DspConfig & { publicUrl: string },
+    /** Our key: addresses travel sealed inside our histories, but the counterparty needs them open. */
+    private readonly secrets: SecretBox,
+  ) {}
 
   canReach(address: string): boolean {
     return /^https?:\/\//.test(address);
@@ -18,8 +24,8 @@ export class HttpDspTransport implements CounterpartyTransport {
 
   async requestTransfer(address: string, message: TransferRequestMessage): Promise<{ providerPid: string }> {
     // Over HTTPS the counterparty calls us back at our public DSP URL, and the agreement names the asset.
-    const { assetId: _inClusterOnly, ...dspMessage } = { ...message, callbackAddress: this.dsp.publicUrl };
-    const ack = (await this.post(address, '/transfers/request', dspMessage, 201)) as Partial<DspTransferProcess>;
+    const { assetId: _inClusterOnly, ...dspMessage } = { ...this.opened(message), callbackAddress: this.dsp.publicUrl };
+    const ack = (await this.post(address, '/transfers/request', dspMessage)) as Partial<DspTransferProcess>;
     if (ack['@type'] !== 'TransferProcess' || typeof ack.providerPid !== 'string' || ack.consumerPid !== message.consumerPid) {
       throw new CounterpartyRejected(`counterparty answered the transfer request with something that is not its TransferProcess`);
     }
@@ -27,10 +33,16 @@ export class HttpDspTransport implements CounterpartyTransport {
   }
 
   async send(address: string, receiverPid: string, message: ProcessMessage): Promise<void> {
-    await this.post(address, `/transfers/${encodeURIComponent(receiverPid)}/${pathOfMessage(message['@type'])}`, message, 200);
+    await this.post(address, `/transfers/${encodeURIComponent(receiverPid)}/${pathOfMessage(message['@type'])}`, this.opened(message));
   }
 
-  private async post(address: string, path: string, body: unknown, expected: number): Promise<unknown> {
+  private opened<M extends object>(message: M): M {
+    const address = (message as { dataAddress?: DataAddress }).dataAddress;
+    return address ? { ...message, dataAddress: this.secrets.open(address) } : message;
+  }
+
+  /** Any 2xx is an acknowledgement (the binding names 201 for a request, 200 otherwise; peers vary). */
+  private async post(address: string, path: string, body: unknown): Promise<unknown> {
     const counterparty = this.counterpartyAt(address);
     const url = `${address.replace(/\/+$/, '')}${path}`;
     const res = await fetch(url, {
@@ -41,7 +53,7 @@ export class HttpDspTransport implements CounterpartyTransport {
       redirect: 'error',
     });
     const text = await res.text();
-    if (res.status === expected || (res.ok && expected === 200)) return text ? JSON.parse(text) : undefined;
+    if (res.ok) return text ? JSON.parse(text) : undefined;
     if (res.status >= 400 && res.status < 500 && res.status !== 408 && res.status !== 429) {
       throw new CounterpartyRejected(`${counterparty.id} answered ${res.status} to POST ${path}: ${describeError(text)}`);
     }

@@ -1,0 +1,119 @@
+import { createHash } from 'node:crypto';
+import { createReadStream } from 'node:fs';
+import { stat } from 'node:fs/promises';
+import { Readable } from 'node:stream';
+import { property, type DataAddress } from '../../src/DataAddress.js';
+import { FileAddressError, resolveInRoot } from '../../src/FileAddress.js';
+import { realPathInside } from './confinement.js';
+import { TokenBucket, TransferAborted, TransferRejected } from './FileTransfer.js';
+
+/**
+ * HttpData push: the provider's data plane streams the source (a File under its root, or an
+ * HTTP endpoint) to the consumer's HTTP endpoint. Bytes flow through in chunks (constant memory),
+ * hashed and counted on the way. An HTTP body cannot be resumed, so a retry starts over.
+ *
+ * Address properties: `method` (destination, default POST), `authorization` (sent as the
+ * Authorization header), `header:<Name>` (any other header), `contentType` (destination).
+ */
+export interface PushHttpOptions {
+  root: string;
+  source: DataAddress;
+  destination: DataAddress;
+  rateLimitBytesPerSec?: number;
+  signal?: AbortSignal;
+  onProgress?: (bytes: number) => void;
+  progressEveryBytes?: number;
+}
+
+const DEFAULT_PROGRESS_EVERY = 4 * 1024 * 1024;
+
+export async function pushHttp(opts: PushHttpOptions): Promise<{ bytes: number; sha256: string }> {
+  const { destination, signal } = opts;
+  if (destination.endpointType !== 'HttpData') throw new TransferRejected(`pushHttp needs an HttpData destination, got ${destination.endpointType}`);
+  const source = await openSource(opts.root, opts.source, signal);
+  const hash = createHash('sha256');
+  const limiter = opts.rateLimitBytesPerSec ? new TokenBucket(opts.rateLimitBytesPerSec) : undefined;
+  const every = opts.progressEveryBytes ?? DEFAULT_PROGRESS_EVERY;
+  let bytes = 0;
+  let reported = 0;
+  const counted = source.body.pipeThrough(
+    new TransformStream<Uint8Array, Uint8Array>({
+      async transform(chunk, controller) {
+        if (signal?.aborted) throw new TransferAborted(bytes, signal.reason);
+        hash.update(chunk);
+        bytes += chunk.byteLength;
+        if (opts.onProgress && bytes - reported >= every) {
+          reported = bytes;
+          opts.onProgress(bytes);
+        }
+        // a chunk may be larger than the bucket holds: take it in bucket-sized bites
+        for (let left = chunk.byteLength; limiter && left > 0; left -= limiter.capacity) {
+          await limiter.take(Math.min(left, limiter.capacity), signal, () => bytes);
+        }
+        controller.enqueue(chunk);
+      },
+    }),
+  );
+  let res: Response;
+  try {
+    res = await fetch(destination.endpoint, {
+      method: property(destination, 'method') ?? 'POST',
+      headers: {
+        ...headersOf(destination),
+        'content-type': property(destination, 'contentType') ?? source.contentType ?? 'application/octet-stream',
+      },
+      body: counted,
+      duplex: 'half',
+      redirect: 'error',
+      ...(signal ? { signal } : {}),
+    } as RequestInit);
+  } catch (e) {
+    if (signal?.aborted) throw new TransferAborted(bytes, signal.reason);
+    throw e;
+  }
+  await res.arrayBuffer().catch(() => undefined);
+  if (!res.ok) throw httpFailure('destination', destination.endpoint, res.status);
+  if (source.length !== undefined && bytes !== source.length) throw new Error(`source ended after ${bytes} of ${source.length} bytes`);
+  opts.onProgress?.(bytes);
+  return { bytes, sha256: hash.digest('hex') };
+}
+
+async function openSource(root: string, source: DataAddress, signal?: AbortSignal): Promise<{ body: ReadableStream<Uint8Array>; contentType?: string; length?: number }> {
+  if (source.endpointType === 'File') {
+    let file: string;
+    try {
+      file = resolveInRoot(root, source.endpoint);
+    } catch (e) {
+      if (e instanceof FileAddressError) throw new TransferRejected(e.message);
+      throw e;
+    }
+    if (!(await realPathInside(root, file))) throw new TransferRejected(`source ${JSON.stringify(source.endpoint)} leads outside the root`);
+    const info = await stat(file).catch(() => undefined);
+    if (!info?.isFile()) throw new TransferRejected(`source ${JSON.stringify(source.endpoint)} is not a regular file`);
+    return { body: Readable.toWeb(createReadStream(file, { highWaterMark: 1024 * 1024 })) as ReadableStream<Uint8Array>, length: info.size };
+  }
+  const res = await fetch(source.endpoint, { headers: headersOf(source), redirect: 'error', ...(signal ? { signal } : {}) });
+  if (!res.ok || !res.body) {
+    await res.arrayBuffer().catch(() => undefined);
+    throw httpFailure('source', source.endpoint, res.status);
+  }
+  const length = Number(res.headers.get('content-length') ?? NaN);
+  return { body: res.body, ...(res.headers.get('content-type') ? { contentType: res.headers.get('content-type')! } : {}), ...(Number.isFinite(length) ? { length } : {}) };
+}
+
+/** The request headers an address asks for. Values may be credentials: never log them. */
+export function headersOf(address: DataAddress): Record<string, string> {
+  const headers: Record<string, string> = {};
+  for (const { name, value } of address.endpointProperties) {
+    if (name === 'authorization') headers.authorization = value;
+    else if (name.startsWith('header:')) headers[name.slice('header:'.length)] = value;
+  }
+  return headers;
+}
+
+/** 4xx (but timeouts and throttling) will not get better by retrying. */
+function httpFailure(side: string, endpoint: string, status: number): Error {
+  const where = new URL(endpoint);
+  const message = `${side} ${where.origin}${where.pathname} answered HTTP ${status}`;
+  return status >= 400 && status < 500 && status !== 408 && status !== 429 ? new TransferRejected(message) : new Error(message);
+}
