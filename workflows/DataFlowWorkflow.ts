@@ -1,5 +1,4 @@
 import {
-  ActivityFailure,
   ApplicationFailure,
   CancellationScope,
   condition,
@@ -39,7 +38,7 @@ import type { DataFlowSettings } from '../src/settings.js';
 import { assertTransition } from '../src/StateMachine.js';
 import type { DataPlaneCallback } from '../src/TransferProcess.js';
 import type { ProvisionSide } from '../src/Provisioner.js';
-import { toMs, waitUntil } from './durations.js';
+import { message, now, toMs, waitUntil } from './workflowUtil.js';
 
 /**
  * The DataFlow workflow: one per transfer on the data plane. Signaling calls are updates that
@@ -91,6 +90,12 @@ export async function dataFlowWorkflow(input: DataFlowInput): Promise<DataFlowRe
     log.info('DataFlow transition', { flowId, state, note });
   };
   const unreleased = (): ProvisionedResource[] => resources.filter((r) => !r.released);
+  const resourceOf = (p: Planned): ProvisionedResource | undefined => resources.find((r) => r.provisioner === p.provisioner && r.side === p.side);
+  /** Provisioned, confirmed and not released yet. */
+  const held = (p: Planned): boolean => {
+    const r = resourceOf(p);
+    return !!r && r.ready && !r.released;
+  };
   const deprovisioning = (): boolean =>
     jobs.some((j) => j.kind === 'deprovision') ||
     (jobRunning && (state === 'DEPROVISIONING' || state === 'DEPROVISION_REQUESTED'));
@@ -135,7 +140,7 @@ export async function dataFlowWorkflow(input: DataFlowInput): Promise<DataFlowRe
   /** Which provisioners apply to the addresses as asked for, less those whose resource is still held. */
   const plan = async (): Promise<Planned[]> =>
     (await settingsActivity.planProvisioning({ role, source: requested.source, destination: requested.destination })).filter(
-      (p) => !resources.some((r) => r.provisioner === p.provisioner && r.side === p.side && r.ready && !r.released),
+      (p) => !held(p),
     );
 
   /** Starts the bytes moving (provider only; the consumer's data plane is passive for a push). */
@@ -225,7 +230,7 @@ export async function dataFlowWorkflow(input: DataFlowInput): Promise<DataFlowRe
         const address = requested[p.side];
         if (!address) throw ApplicationFailure.nonRetryable(`no ${p.side} address to provision`);
         const result = await acts().provision({ flowId, role, provisioner: p.provisioner, side: p.side, address });
-        const record = resources.find((r) => r.provisioner === p.provisioner && r.side === p.side);
+        const record = resourceOf(p);
         const ready = !result.pending;
         if (record) Object.assign(record, { resource: result.resource, ready, released: false });
         else resources.push({ provisioner: p.provisioner, side: p.side, resource: result.resource, ready, released: false });
@@ -242,7 +247,7 @@ export async function dataFlowWorkflow(input: DataFlowInput): Promise<DataFlowRe
       if (interrupted) return;
       if (!waited.ok) return failFlow(waited.error, op);
       for (const cb of waited.results) if (cb.address) rewrites[cb.side].push(cb.address);
-      for (const p of pending) resources.find((r) => r.provisioner === p.provisioner && r.side === p.side)!.ready = true;
+      for (const p of pending) resourceOf(p)!.ready = true;
     }
     for (const side of ['source', 'destination'] as const) {
       const base = requested[side];
@@ -281,7 +286,7 @@ export async function dataFlowWorkflow(input: DataFlowInput): Promise<DataFlowRe
     if (!failed && pending.length) {
       transition('DEPROVISION_REQUESTED', `waiting for ${pending.map((p) => p.provisioner).join(', ')}`);
       const waited = await awaitCallbacks('deprovision', pending, toMs(settings!.deprovisionTimeout));
-      if (waited.ok) pending.forEach((p) => (resources.find((r) => r.provisioner === p.provisioner && r.side === p.side)!.released = true));
+      if (waited.ok) pending.forEach((p) => (resourceOf(p)!.released = true));
       else failed = waited.error;
     }
     if (failed) {
@@ -468,14 +473,3 @@ export async function dataFlowWorkflow(input: DataFlowInput): Promise<DataFlowRe
   }
   return { state, reason: reason ?? error ?? 'ended' };
 }
-
-function message(e: unknown): string {
-  if (e instanceof ActivityFailure && e.cause) return e.cause.message;
-  return e instanceof Error ? e.message : String(e);
-}
-
-/** Workflow time: deterministic, replay-safe. */
-function now(): string {
-  return new Date(Date.now()).toISOString();
-}
-

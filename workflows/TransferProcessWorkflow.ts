@@ -1,5 +1,4 @@
 import {
-  ActivityFailure,
   ApplicationFailure,
   condition,
   log,
@@ -43,7 +42,7 @@ import {
   TransferProcessStates,
   type TransferProcessState,
 } from '../src/TransferProcessState.js';
-import { backoffMs, toMs, waitUntil } from './durations.js';
+import { backoffMs, message, now, toMs, waitUntil } from './workflowUtil.js';
 
 /**
  * The TransferProcess workflow: one per transfer process, consumer or provider. It drives the
@@ -414,14 +413,4 @@ export async function transferProcessWorkflow(raw: TransferProcessInput): Promis
     await handle(next);
   }
   return { state, reason: reason ?? state };
-}
-
-function message(e: unknown): string {
-  if (e instanceof ActivityFailure && e.cause) return e.cause.message;
-  return e instanceof Error ? e.message : String(e);
-}
-
-/** Workflow time: deterministic, replay-safe. */
-function now(): string {
-  return new Date(Date.now()).toISOString();
 }

@@ -2,11 +2,10 @@ import path from 'node:path';
 import { WorkflowFailedError } from '@temporalio/client';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { InvalidRequestError, type TransferRequest } from '../../src/client.js';
-import { historyToJSON } from '@temporalio/common/lib/proto-utils.js';
 import { controlPlaneTaskQueue, dataFlowWorkflowId, inClusterAddress, transferProcessWorkflowId } from '../../src/ids.js';
 import { startProvisioningService, type ProvisioningService } from '../fixtures/provisioningService.js';
 import { startCluster, type Cluster } from '../support/cluster.js';
-import { makeAsset, statesOf } from '../support/transfers.js';
+import { historyPayloads, makeAsset, statesOf } from '../support/transfers.js';
 
 /** Callback failures, stale waits and bad input, on a real cluster and a real provisioning service. */
 let cluster: Cluster;
@@ -88,10 +87,6 @@ describe('non-retryable provisioner errors', () => {
 });
 
 describe('secrets', () => {
-  /** Every payload of a history, decoded: what the Web UI would show. */
-  const decodedPayloads = (json: string): string =>
-    [...json.matchAll(/"data":\s*"([A-Za-z0-9+/=]+)"/g)].map((m) => Buffer.from(m[1]!, 'base64').toString('utf8')).join('\n');
-
   it('credentials in addresses never reach a history in plain; queries mask them', async () => {
     flaky.setMode('async');
     const { processId, workflowId } = await cluster.ferry.startTransfer({
@@ -104,7 +99,7 @@ describe('secrets', () => {
     const providerPid = status.counterpartyPid!;
     const ids = [workflowId, transferProcessWorkflowId('provider', providerPid), dataFlowWorkflowId('flaky', processId), dataFlowWorkflowId('provider', providerPid)];
     for (const id of ids) {
-      const payloads = decodedPayloads(historyToJSON(await cluster.client.workflow.getHandle(id).fetchHistory()));
+      const payloads = await historyPayloads(cluster.client, id);
       expect(payloads).toContain('authorization'); // the property travels, sealed
       expect(payloads).not.toContain('very-secret-token');
     }

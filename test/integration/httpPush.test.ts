@@ -1,10 +1,10 @@
 import { createHash, randomBytes } from 'node:crypto';
 import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
-import { historyToJSON } from '@temporalio/common/lib/proto-utils.js';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { dataFlowWorkflowId, inClusterAddress, transferProcessWorkflowId } from '../../src/ids.js';
 import { startCluster, type Cluster } from '../support/cluster.js';
+import { historyPayloads } from '../support/transfers.js';
 
 /**
  * HttpData push: the provider's data plane streams an HTTP source to the consumer's HTTP endpoint.
@@ -105,8 +105,7 @@ describe('HttpData push', () => {
     const flow = await cluster.client.workflow.getHandle(dataFlowWorkflowId('provider', providerPid)).query('status');
     expect(flow).toMatchObject({ state: 'COMPLETED', sha256: dataSha, bytesTransferred: data.length });
     for (const id of [workflowId, transferProcessWorkflowId('provider', providerPid), dataFlowWorkflowId('provider', providerPid)]) {
-      const json = historyToJSON(await cluster.client.workflow.getHandle(id).fetchHistory());
-      const payloads = [...json.matchAll(/"data":\s*"([A-Za-z0-9+/=]+)"/g)].map((m) => Buffer.from(m[1]!, 'base64').toString('utf8')).join('\n');
+      const payloads = await historyPayloads(cluster.client, id);
       expect(payloads).not.toContain('source-credential');
       expect(payloads).not.toContain('sink-credential');
     }

@@ -2,6 +2,7 @@ import { createHash, randomBytes } from 'node:crypto';
 import { createReadStream, mkdirSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import type { Client } from '@temporalio/client';
+import { historyToJSON } from '@temporalio/common/lib/proto-utils.js';
 import { dataFlowStatusQuery, type DataFlowStatus } from '../../src/DataFlow.js';
 import { dataFlowWorkflowId, transferProcessWorkflowId } from '../../src/ids.js';
 import { transferProcessStatusQuery, type TransferProcessStatus } from '../../src/TransferProcess.js';
@@ -40,4 +41,10 @@ export async function providerPidOf(ferry: FerryClient, consumer: string, consum
   const s = await ferry.waitForState(consumer, consumerPid, ['REQUESTED', 'STARTUP_REQUESTED', 'STARTING', 'STARTED', 'COMPLETING', 'COMPLETED', 'SUSPENDED', 'TERMINATED']);
   if (!s.counterpartyPid) throw new Error(`no provider pid yet for ${consumerPid}`);
   return s.counterpartyPid;
+}
+
+/** Every payload of a workflow's history, decoded: what the Web UI would show of it. */
+export async function historyPayloads(client: Client, workflowId: string): Promise<string> {
+  const json = historyToJSON(await client.workflow.getHandle(workflowId).fetchHistory());
+  return [...json.matchAll(/"data":\s*"([A-Za-z0-9+/=]+)"/g)].map((m) => Buffer.from(m[1]!, 'base64').toString('utf8')).join('\n');
 }

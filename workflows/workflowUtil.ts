@@ -1,4 +1,5 @@
-import { condition } from '@temporalio/workflow';
+// Small helpers both workflows share; all deterministic.
+import { ActivityFailure, condition } from '@temporalio/workflow';
 import type { Duration } from '../src/settings.js';
 
 const UNIT_MS = { ms: 1, s: 1000, m: 60_000, h: 3_600_000, d: 86_400_000 } as const;
@@ -23,4 +24,15 @@ export async function waitUntil(fn: () => boolean, timeoutMs?: number): Promise<
     return true;
   }
   return condition(fn, timeoutMs);
+}
+
+/** The message of a failure, looking through the activity wrapper to its cause. */
+export function message(e: unknown): string {
+  if (e instanceof ActivityFailure && e.cause) return e.cause.message;
+  return e instanceof Error ? e.message : String(e);
+}
+
+/** Workflow time: deterministic, replay-safe. */
+export function now(): string {
+  return new Date(Date.now()).toISOString();
 }
