@@ -64,8 +64,8 @@ export async function dataFlowWorkflow(input: DataFlowInput): Promise<DataFlowRe
   let error: string | undefined;
   const history: { state: DataFlowState; at: string; note?: string }[] = [{ state, at: now() }];
   /** The addresses as asked for, and as rewritten by provisioners. */
-  let requested: { source?: DataAddress; destination?: DataAddress } = {};
-  let effective: { source?: DataAddress; destination?: DataAddress } = {};
+  const requested: { source?: DataAddress; destination?: DataAddress } = {};
+  const effective: { source?: DataAddress; destination?: DataAddress } = {};
   const resources: ProvisionedResource[] = [];
   const jobs: Job[] = [];
   const callbacks = new Map<string, ProvisionerCallback>();
@@ -300,10 +300,7 @@ export async function dataFlowWorkflow(input: DataFlowInput): Promise<DataFlowRe
   const startOrResume = async (msg: DataFlowStartMessage): Promise<DataFlowResponse> => {
     if (state === 'STARTED') return respond(false);
     if (provisioning()) return respond(true);
-    if (msg.source) requested.source = msg.source;
-    if (msg.destination) requested.destination = msg.destination;
-    // An address rewritten by a still-held provision stays rewritten; the others are taken as given.
-    for (const side of ['source', 'destination'] as const) if (!heldRewrite(side)) effective[side] = requested[side];
+    takeAddresses(msg);
     const needed = state === 'PROVISIONED' ? [] : await plan();
     error = undefined;
     if (!needed.length) {
@@ -314,6 +311,12 @@ export async function dataFlowWorkflow(input: DataFlowInput): Promise<DataFlowRe
     transition('PROVISIONING');
     jobs.push({ kind: 'provision', op: 'start', planned: needed });
     return respond(true);
+  };
+  /** The addresses a call brings; one rewritten by a still-held provision stays rewritten. */
+  const takeAddresses = (msg: { source?: DataAddress; destination?: DataAddress }): void => {
+    if (msg.source) requested.source = msg.source;
+    if (msg.destination) requested.destination = msg.destination;
+    for (const side of ['source', 'destination'] as const) if (!heldRewrite(side)) effective[side] = requested[side];
   };
   const heldRewrite = (side: ProvisionSide): boolean => resources.some((r) => r.side === side && r.ready && !r.released);
 
@@ -352,8 +355,7 @@ export async function dataFlowWorkflow(input: DataFlowInput): Promise<DataFlowRe
       exclusive(async () => {
         if (provisioning()) return respond(true);
         if (state === 'PROVISIONED') return respond(false, effective.destination);
-        requested = { source: msg.source, destination: msg.destination };
-        effective = { ...requested };
+        takeAddresses(msg);
         error = undefined;
         const planned = await plan();
         if (!planned.length) {
