@@ -1,11 +1,10 @@
-import { spawn, type ChildProcess } from 'node:child_process';
 import { once } from 'node:events';
 import { writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { dataFlowWorkflowId, inClusterAddress } from '../../src/ids.js';
-import { REPO_ROOT } from '../../worker/temporalCli.js';
 import { startCluster, type Cluster } from '../support/cluster.js';
+import { killAll, spawnWorker } from '../support/processes.js';
 import { makeAsset, providerPidOf, sha256File } from '../support/transfers.js';
 
 /**
@@ -15,29 +14,7 @@ import { makeAsset, providerPidOf, sha256File } from '../support/transfers.js';
 let cluster: Cluster;
 let asset: { file: string; sha256: string };
 let configFile: string;
-const children = new Set<ChildProcess>();
-
-/** Starts the data-plane worker process and resolves once it polls. */
-async function startDataPlaneProcess(): Promise<ChildProcess> {
-  const child = spawn(process.execPath, ['--import', 'tsx', path.join(REPO_ROOT, 'worker/dataPlaneWorker.ts'), '--config', configFile], {
-    cwd: REPO_ROOT,
-    stdio: ['ignore', 'pipe', 'pipe'],
-  });
-  children.add(child);
-  child.on('exit', () => children.delete(child));
-  let output = '';
-  const polling = new Promise<void>((resolve, reject) => {
-    const onData = (d: Buffer) => {
-      output += d.toString();
-      if (output.includes('polling')) resolve();
-    };
-    child.stdout!.on('data', onData);
-    child.stderr!.on('data', (d: Buffer) => (output += d.toString()));
-    child.once('exit', (code) => reject(new Error(`data plane exited (${code}) before polling:\n${output}`)));
-  });
-  await polling;
-  return child;
-}
+const startDataPlaneProcess = () => spawnWorker('dataPlaneWorker', configFile);
 
 beforeAll(async () => {
   cluster = await startCluster();
@@ -64,7 +41,7 @@ beforeAll(async () => {
 });
 
 afterAll(async () => {
-  for (const c of children) c.kill('SIGKILL');
+  killAll();
   await cluster?.shutdown();
 });
 

@@ -52,6 +52,19 @@ async function activityQueues(processId: string): Promise<Set<string>> {
   );
 }
 
+/** Waits until the provider's transfer activity has started on a worker. */
+async function transferRunning(providerPid: string): Promise<void> {
+  const flow = cluster.client.workflow.getHandle(dataFlowWorkflowId('provider', providerPid));
+  const deadline = Date.now() + 30_000;
+  while (Date.now() < deadline) {
+    const pending = (await flow.describe()).raw.pendingActivities ?? [];
+    // PENDING_ACTIVITY_STATE_STARTED = 2
+    if (pending.some((a) => a.activityType?.name === 'transfer' && a.state === 2)) return;
+    await new Promise((r) => setTimeout(r, 100));
+  }
+  throw new Error(`the provider's transfer of ${providerPid} did not start`);
+}
+
 describe('address rewriting and instance affinity', () => {
   it('spreads flows over both instances; each flow is provisioned, delivered and released on its own instance', async () => {
     const ids = ['flow-1', 'flow-2', 'flow-3', 'flow-4', 'flow-5', 'flow-6'];
@@ -89,6 +102,10 @@ describe('address rewriting and instance affinity', () => {
     await cluster.ferry.waitForState('consumer', id, ['SUSPENDED']);
     await cluster.ferry.resume('consumer', id);
     await cluster.ferry.waitForState('consumer', id, ['STARTED']);
+    // the provider pushes again before we terminate: a push that only begins after the consumer
+    // released its directory would create it anew (see the note on the File push destination)
+    await cluster.ferry.waitForState('provider', providerPid, ['STARTED']);
+    await transferRunning(providerPid);
     await cluster.ferry.terminate('consumer', id, 'enough');
     expect((await cluster.ferry.result('consumer', id)).state).toBe('TERMINATED');
 

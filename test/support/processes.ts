@@ -1,0 +1,30 @@
+import { spawn, type ChildProcess } from 'node:child_process';
+import path from 'node:path';
+import { REPO_ROOT } from '../../worker/temporalCli.js';
+
+/** Worker processes started by a test, so they can be killed whatever happens. */
+export const children = new Set<ChildProcess>();
+
+/** Starts a worker entry point (`worker/<entry>.ts --config FILE`) as its own OS process; resolves once it polls. */
+export async function spawnWorker(entry: 'controlPlaneWorker' | 'dataPlaneWorker', configFile: string): Promise<ChildProcess> {
+  const child = spawn(process.execPath, ['--import', 'tsx', path.join(REPO_ROOT, `worker/${entry}.ts`), '--config', configFile], {
+    cwd: REPO_ROOT,
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
+  children.add(child);
+  child.on('exit', () => children.delete(child));
+  let output = '';
+  await new Promise<void>((resolve, reject) => {
+    child.stdout!.on('data', (d: Buffer) => {
+      output += d.toString();
+      if (output.includes('polling')) resolve();
+    });
+    child.stderr!.on('data', (d: Buffer) => (output += d.toString()));
+    child.once('exit', (code) => reject(new Error(`${entry} exited (${code}) before polling:\n${output}`)));
+  });
+  return child;
+}
+
+export function killAll(): void {
+  for (const c of children) c.kill('SIGKILL');
+}
