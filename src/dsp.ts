@@ -98,3 +98,12 @@ export const MESSAGE_PATHS = {
 export type MessagePath = keyof typeof MESSAGE_PATHS;
 export const pathOfMessage = (type: ProcessMessageType): MessagePath =>
   (Object.keys(MESSAGE_PATHS) as MessagePath[]).find((p) => MESSAGE_PATHS[p] === type)!;
+
+/** A DSP address without trailing slashes: `https://x/dsp/` and `https://x/dsp` are one connector. */
+export const trimSlash = (address: string): string => address.replace(/\/+$/, '');
+
+/** Is `address` the connector base `base` or a path below it (whole segments: `…:8080` is not under `…:80`)? */
+export const isUnder = (address: string, base: string): boolean => {
+  const [a, b] = [trimSlash(address), trimSlash(base)];
+  return a === b || a.startsWith(`${b}/`);
+};

@@ -5,6 +5,9 @@ import { z } from 'zod';
 import type { ControlPlaneConfig, Counterparty, DspConfig } from '../src/config.js';
 import {
   DSP_CONTEXT,
+  DSP_STATES,
+  isUnder,
+  trimSlash,
   MESSAGE_PATHS,
   ProcessMessageSchema,
   TransferRequestMessageSchema,
@@ -47,12 +50,11 @@ class DspError extends Error {
 
 /** The DSP state of a process: the last protocol-visible state it reached. */
 export function dspStateOf(status: Pick<TransferProcessStatus, 'history'>): DspState {
-  const visible: readonly string[] = ['REQUESTED', 'STARTED', 'SUSPENDED', 'COMPLETED', 'TERMINATED'];
+  const visible: readonly string[] = DSP_STATES;
   const last = [...status.history].reverse().find((h) => visible.includes(h.state));
   return (last?.state as DspState | undefined) ?? 'REQUESTED';
 }
 
-const trimSlash = (a: string): string => a.replace(/\/+$/, '');
 
 export async function startDspServer(opts: { config: ControlPlaneConfig & { dsp: DspConfig }; client: Client }): Promise<DspServer> {
   const { config, client } = opts;
@@ -87,7 +89,7 @@ export async function startDspServer(opts: { config: ControlPlaneConfig & { dsp:
       if (e instanceof WorkflowNotFoundError) throw new DspError(404, 'NotFound', 'not found');
       throw e;
     }
-    if (!trimSlash(status.counterpartyAddress).startsWith(trimSlash(who.address))) throw new DspError(404, 'NotFound', 'not found');
+    if (!isUnder(status.counterpartyAddress, who.address)) throw new DspError(404, 'NotFound', 'not found');
     return { handle, status };
   };
 
@@ -123,7 +125,7 @@ export async function startDspServer(opts: { config: ControlPlaneConfig & { dsp:
     }
     const format = TransferTypeSchema.safeParse(msg.format);
     if (!format.success) throw new DspError(400, 'UnsupportedFormat', `format ${msg.format} is not supported`, pids);
-    if (!trimSlash(msg.callbackAddress).startsWith(trimSlash(who.address))) {
+    if (!isUnder(msg.callbackAddress, who.address)) {
       throw new DspError(400, 'InvalidCallbackAddress', `callbackAddress must lie under ${who.address}`, pids);
     }
     const providerPid = providerPidFor(who.id, msg.consumerPid);

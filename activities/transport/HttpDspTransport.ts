@@ -1,7 +1,7 @@
 import type { Counterparty, DspConfig } from '../../src/config.js';
 import type { DataAddress } from '../../src/DataAddress.js';
 import type { SecretBox } from '../../src/secrets.js';
-import { pathOfMessage, type DspTransferError, type DspTransferProcess, type ProcessMessage, type TransferRequestMessage } from '../../src/dsp.js';
+import { isUnder, pathOfMessage, trimSlash, type DspTransferError, type DspTransferProcess, type ProcessMessage, type TransferRequestMessage } from '../../src/dsp.js';
 import { CounterpartyRejected, type CounterpartyTransport } from '../../src/Transport.js';
 
 /**
@@ -44,7 +44,7 @@ export class HttpDspTransport implements CounterpartyTransport {
   /** Any 2xx is an acknowledgement (the binding names 201 for a request, 200 otherwise; peers vary). */
   private async post(address: string, path: string, body: unknown): Promise<unknown> {
     const counterparty = this.counterpartyAt(address);
-    const url = `${address.replace(/\/+$/, '')}${path}`;
+    const url = `${trimSlash(address)}${path}`;
     const res = await fetch(url, {
       method: 'POST',
       headers: { 'content-type': 'application/json', authorization: `Bearer ${counterparty.outboundToken}` },
@@ -62,8 +62,7 @@ export class HttpDspTransport implements CounterpartyTransport {
 
   /** The configured counterparty whose DSP address this is (its token goes with the message). */
   private counterpartyAt(address: string): Counterparty {
-    const norm = (a: string) => a.replace(/\/+$/, '');
-    const found = this.dsp.counterparties.find((c) => norm(address) === norm(c.address) || norm(address).startsWith(`${norm(c.address)}/`));
+    const found = this.dsp.counterparties.find((c) => isUnder(address, c.address));
     if (!found) throw new CounterpartyRejected(`no counterparty configured for ${address}`);
     return found;
   }
