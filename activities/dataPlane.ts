@@ -62,7 +62,7 @@ export function createDataPlaneActivities(deps: DataPlaneDeps) {
       const provisioner = provisionerNamed(req.provisioner);
       const callbackUrl = deps.callbackUrl({ workflowId: workflowId(), op: 'provision', provisioner: req.provisioner, side: req.side });
       const result = await nonRetryable(() =>
-        provisioner.provision({ flowId: req.flowId, role: req.role, side: req.side, address: secrets.open(req.address), callbackUrl }),
+        provisioner.provision({ flowId: req.flowId, workflowId: workflowId(), role: req.role, side: req.side, address: secrets.open(req.address), callbackUrl }),
       );
       // Whatever the provisioner handed out (a token, say) enters the history sealed.
       return { ...result, address: secrets.seal(result.address) };

@@ -3,6 +3,7 @@
  *
  *   npx tsx scripts/record-histories.ts            # refuses to overwrite existing recordings
  *   npx tsx scripts/record-histories.ts --force    # re-record (only after a deliberate decision)
+ *   npx tsx scripts/record-histories.ts --only pull # record just the named scenario(s), e.g. a new one
  *
  * Starts a cluster (in-memory Temporal dev server + workers), runs each scenario to its end and
  * writes every TransferProcess and DataFlow history involved to
@@ -36,9 +37,12 @@ interface Recording {
   openIn?: DataFlowState;
 }
 
-const { values: args } = parseArgs({ options: { force: { type: 'boolean', default: false } } });
+const { values: args } = parseArgs({ options: { force: { type: 'boolean', default: false }, only: { type: 'string', multiple: true } } });
 
-const SCENARIOS = ['completed', 'suspend-resume-terminate', 'stale-wait', 'callback-retry'] as const;
+const SCENARIOS = ['completed', 'suspend-resume-terminate', 'stale-wait', 'callback-retry', 'pull'] as const;
+const unknown = (args.only ?? []).filter((n) => !(SCENARIOS as readonly string[]).includes(n));
+if (unknown.length) throw new Error(`unknown scenario ${unknown.join(', ')}; known: ${SCENARIOS.join(', ')}`);
+const selected = SCENARIOS.filter((n) => !args.only?.length || args.only.includes(n));
 
 const ASSET_SMALL = 64 * 1024;
 // 48 MiB at 4 MiB/s: stays STARTED long enough to suspend, resume and terminate while bytes move
@@ -47,7 +51,7 @@ const RATE = 4 * 1024 * 1024;
 
 async function main(): Promise<void> {
   mkdirSync(HISTORIES, { recursive: true });
-  const existing = SCENARIOS.flatMap((scenario) =>
+  const existing = selected.flatMap((scenario) =>
     (['transfer-process', 'data-flow'] as const).flatMap((kind) => (['consumer', 'provider'] as const).map((role) => fileOf({ scenario, kind, role }))),
   ).filter((f) => existsSync(f));
   if (existing.length && !args.force) {
@@ -82,6 +86,11 @@ async function main(): Promise<void> {
       c.controlPlane({ connectorId: 'silent', dataPlanes: [{ id: 'silent-dp', transferTypes: ['File-PUSH'] }] }),
       // the data plane's own timers are long: the control plane's stale detection acts first
       c.dataPlane({ instanceId: 'silent-dp', fileRoot, provisioners: http(silent.url), dataFlow: { provisionTimeout: '10m', deprovisionTimeout: '10m' } }),
+      // a pull: the provider's data plane issues EDRs from its public API
+      c.controlPlane({ connectorId: 'pull-consumer', dataPlanes: [{ id: 'pull-consumer-dp', transferTypes: ['HttpData-PULL'] }] }),
+      c.dataPlane({ instanceId: 'pull-consumer-dp', fileRoot, provisioners: [] }),
+      c.controlPlane({ connectorId: 'pull-provider', dataPlanes: [{ id: 'pull-provider-dp', transferTypes: ['HttpData-PULL'] }], assets }),
+      c.dataPlane({ instanceId: 'pull-provider-dp', fileRoot, provisioners: [], publicApi: { host: '127.0.0.1', port: 0 } }),
     ]);
 
     const request = (connectorId: string, processId: string, assetId: string, settings?: TransferRequest['settings']): TransferRequest => ({
@@ -154,6 +163,35 @@ async function main(): Promise<void> {
         ];
       },
 
+      /** (e) a pull: the provider issues an EDR, suspends (revoked), resumes (a new one); the consumer completes. */
+      async pull() {
+        const pid = 'rec-pull';
+        await c.ferry.startTransfer({
+          connectorId: 'pull-consumer',
+          processId: pid,
+          counterpartyAddress: inClusterAddress('pull-provider'),
+          agreementId: 'agreement-small',
+          assetId: 'small',
+          transferType: 'HttpData-PULL',
+        });
+        const providerPid = await providerPidOf(c.ferry, 'pull-consumer', pid);
+        await c.ferry.waitForState('pull-consumer', pid, ['STARTED']);
+        await c.ferry.suspend('pull-provider', providerPid, 'maintenance window');
+        await c.ferry.waitForState('pull-consumer', pid, ['SUSPENDED']);
+        await c.ferry.resume('pull-provider', providerPid);
+        await c.ferry.waitForState('pull-consumer', pid, ['STARTED']);
+        await c.ferry.waitForState('pull-provider', providerPid, ['STARTED']);
+        await c.ferry.complete('pull-consumer', pid);
+        await expectState('pull-consumer', pid, 'COMPLETED');
+        await expectState('pull-provider', providerPid, 'COMPLETED');
+        return [
+          { scenario: 'pull', kind: 'transfer-process', role: 'consumer', connectorId: 'pull-consumer', processId: pid },
+          { scenario: 'pull', kind: 'data-flow', role: 'consumer', connectorId: 'pull-consumer', processId: pid },
+          { scenario: 'pull', kind: 'transfer-process', role: 'provider', connectorId: 'pull-provider', processId: providerPid },
+          { scenario: 'pull', kind: 'data-flow', role: 'provider', connectorId: 'pull-provider', processId: providerPid },
+        ];
+      },
+
       /** (d) the first provisioning callback fails; prepare is re-sent after the backoff and succeeds. */
       async 'callback-retry'() {
         const pid = 'rec-retry';
@@ -171,7 +209,8 @@ async function main(): Promise<void> {
     };
 
     const recordings: Recording[] = [];
-    for (const [name, run] of Object.entries(scenarios)) {
+    for (const name of selected) {
+      const run = scenarios[name];
       console.log(`scenario ${name}`);
       recordings.push(...(await run()));
     }

@@ -11,8 +11,14 @@ export const EndpointPropertySchema = z.object({
 });
 export type EndpointProperty = z.infer<typeof EndpointPropertySchema>;
 
-/** Address types this engine can move bytes between. Unknown types are rejected at the boundary. */
-export const KNOWN_ENDPOINT_TYPES = ['File', 'HttpData'] as const;
+/**
+ * An endpoint data reference (EDR) for an HTTP pull: the provider's public endpoint plus a token,
+ * under the IDSA type URI that DSP peers (EDC, the TCK) use for it.
+ */
+export const HTTP_EDR_ENDPOINT_TYPE = 'https://w3id.org/idsa/v4.1/HTTP';
+
+/** Address types this engine knows. Unknown types are rejected at the boundary. */
+export const KNOWN_ENDPOINT_TYPES = ['File', 'HttpData', HTTP_EDR_ENDPOINT_TYPE] as const;
 export type EndpointType = (typeof KNOWN_ENDPOINT_TYPES)[number];
 
 export const DataAddressSchema = z.object({
@@ -27,6 +33,18 @@ export type DataAddress = z.infer<typeof DataAddressSchema>;
 /** Property names whose values are credentials. They are sealed before entering any workflow history. */
 const SECRET_PROPERTY = /(authorization|token|secret|password|credential|api[-_]?key)/i;
 export const isSecretProperty = (name: string): boolean => SECRET_PROPERTY.test(name);
+
+/**
+ * The destination of a provider's pull before provisioning: an EDR still to be issued. The data
+ * plane's EDR provisioner rewrites it into the real one (endpoint and token).
+ */
+export const unissuedEdr = (flowId: string): DataAddress => ({
+  endpointType: HTTP_EDR_ENDPOINT_TYPE,
+  endpoint: `urn:ferry:edr:${flowId}`,
+  endpointProperties: [],
+});
+export const isUnissuedEdr = (address: DataAddress): boolean =>
+  address.endpointType === HTTP_EDR_ENDPOINT_TYPE && address.endpoint.startsWith('urn:ferry:edr:');
 
 export function property(address: DataAddress, name: string): string | undefined {
   return address.endpointProperties.find((p) => p.name === name)?.value;

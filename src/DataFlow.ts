@@ -32,6 +32,8 @@ export const DataFlowStartMessageSchema = z.object({
   transferType: z.string().min(1),
   source: DataAddressSchema.optional(),
   destination: DataAddressSchema.optional(),
+  /** A provider's pull: who the EDR is issued to (the token's audience). */
+  audience: z.string().min(1).optional(),
 });
 export type DataFlowStartMessage = z.infer<typeof DataFlowStartMessageSchema>;
 
@@ -40,7 +42,7 @@ export interface DataFlowResponse {
   state: DataFlowState;
   /** True: wait for the callback. False: go on now. */
   async: boolean;
-  /** The (possibly rewritten) address the counterparty needs: the consumer's destination after `prepare`. */
+  /** The (possibly rewritten) address the counterparty needs: the consumer's destination after `prepare`, a provider's EDR after `start` of a pull. */
   dataAddress?: DataAddress;
 }
 
@@ -93,6 +95,15 @@ export const terminateFlowUpdate = defineUpdate<DataFlowResponse, [ReasonMessage
 export const completeFlowUpdate = defineUpdate<DataFlowResponse, []>('complete');
 export const provisionerCallbackSignal = defineSignal<[ProvisionerCallback]>('provisionerCallback');
 export const dataFlowStatusQuery = defineQuery<DataFlowStatus>('status');
+
+/** What the public endpoint needs to serve a pull: is the flow started, which tokens are live, and the source (sealed). */
+export interface PullAccess {
+  state: DataFlowState;
+  /** Ids of the issued tokens not revoked yet (their provision is held). */
+  liveTokenIds: string[];
+  source?: DataAddress;
+}
+export const pullAccessQuery = defineQuery<PullAccess>('pullAccess');
 
 export const DataFlowStateAttr = defineSearchAttributeKey('FerryDataFlowState', 'KEYWORD');
 

@@ -10,6 +10,8 @@ export type Role = 'CONSUMER' | 'PROVIDER';
 
 export interface ProvisionRequest {
   flowId: string;
+  /** The DataFlow workflow whose state the resource belongs to (a public endpoint asks it whether a token is live). */
+  workflowId: string;
   role: Role;
   side: ProvisionSide;
   address: DataAddress;

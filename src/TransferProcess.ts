@@ -11,11 +11,13 @@ import type { TransferProcessState } from './TransferProcessState.js';
 /** The contract of the TransferProcess workflow: its input, status query, updates, signals and search attributes. */
 
 /** Transfer types: `<endpointType>-<PUSH|PULL>` as in DSP `format`. */
-export const TRANSFER_TYPES = ['File-PUSH', 'HttpData-PUSH'] as const;
+export const TRANSFER_TYPES = ['File-PUSH', 'HttpData-PUSH', 'HttpData-PULL'] as const;
 export const TransferTypeSchema = z.enum(TRANSFER_TYPES, {
   error: (i) => `unsupported transferType ${JSON.stringify(i.input)}; supported: ${TRANSFER_TYPES.join(', ')}`,
 });
 export type TransferType = z.infer<typeof TransferTypeSchema>;
+/** A pull: the provider's data plane issues an EDR and the consumer fetches with it; nothing is pushed. */
+export const isPull = (type: string): boolean => type.endsWith('-PULL');
 
 export const TransferProcessInputSchema = z.object({
   role: z.enum(['CONSUMER', 'PROVIDER']),
@@ -35,6 +37,8 @@ export const TransferProcessInputSchema = z.object({
   /** Pin the transfer to one data-plane instance instead of letting the selector choose. */
   dataPlaneId: IdSchema.optional(),
   settings: TransferSettingsOverridesSchema.optional(),
+  /** Provider: `manual` waits in REQUESTED for a client `start` (an operator's go-ahead) instead of starting at once. */
+  startPolicy: z.enum(['automatic', 'manual']).optional(),
 });
 export type TransferProcessInput = z.infer<typeof TransferProcessInputSchema>;
 
@@ -64,6 +68,8 @@ export interface TransferProcessStatus {
   dataPlane?: DataPlaneRef;
   /** Addresses as queries show them: secrets masked. */
   dataDestination?: DataAddress;
+  /** A pull's endpoint data reference (issued by the provider, received by the consumer), secrets masked. */
+  edr?: DataAddress;
   /** Why the process is where it is now (set for every final state). */
   reason?: string;
   error?: string;
@@ -89,6 +95,12 @@ export const transferProcessStatusQuery = defineQuery<TransferProcessStatus>('st
 export const suspendUpdate = defineUpdate<TransferProcessState, [ReasonArgs]>('suspend');
 export const resumeUpdate = defineUpdate<TransferProcessState, []>('resume');
 export const terminateUpdate = defineUpdate<TransferProcessState, [ReasonArgs]>('terminate');
+/** Provider held in REQUESTED (startPolicy `manual`): go ahead. */
+export const startUpdate = defineUpdate<TransferProcessState, []>('start');
+/** Either side ends a started transfer as done (a pull has no end of its own). */
+export const completeUpdate = defineUpdate<TransferProcessState, []>('complete');
+/** Consumer of a pull: the EDR the provider sent, secrets sealed (null before the start). */
+export const edrQuery = defineQuery<DataAddress | null>('edr');
 /** A DSP message from the counterparty, delivered by a transport. */
 export const counterpartyMessageUpdate = defineUpdate<TransferProcessState, [ProcessMessage]>('counterpartyMessage');
 export const dataPlaneCallbackSignal = defineSignal<[DataPlaneCallback]>('dataPlaneCallback');

@@ -55,11 +55,11 @@ const TERMINABLE = ['TERMINATION_REQUESTED', 'TERMINATING'] as const;
  * wait (the data plane started async (de)provisioning) or straight on (it did not).
  */
 export const TRANSFER_PROCESS_TRANSITIONS: TransitionTable<TransferProcessState> = {
-  //                      prepare (consumer) / start (provider)
-  INITIAL: ['PREPARATION_REQUESTED', 'REQUESTING', 'STARTUP_REQUESTED', 'STARTING', ...TERMINABLE],
+  //                      prepare (consumer) / start (provider) / hold for a start command (provider, manual)
+  INITIAL: ['PREPARATION_REQUESTED', 'REQUESTING', 'STARTUP_REQUESTED', 'STARTING', 'REQUESTED', ...TERMINABLE],
   PREPARATION_REQUESTED: ['REQUESTING', ...TERMINABLE],
   REQUESTING: ['REQUESTED', ...TERMINABLE],
-  // the consumer starts its own data plane when the provider's start arrives
+  // the consumer starts its own data plane when the provider's start arrives; a held provider on its start command
   REQUESTED: ['STARTUP_REQUESTED', 'STARTING', ...TERMINABLE],
   STARTUP_REQUESTED: ['STARTING', ...TERMINABLE],
   STARTING: ['STARTED', ...TERMINABLE],

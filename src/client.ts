@@ -1,14 +1,18 @@
 import { randomUUID } from 'node:crypto';
 import { WorkflowUpdateFailedError, type Client, type WorkflowHandle } from '@temporalio/client';
 import { z } from 'zod';
-import { DataAddressSchema } from './DataAddress.js';
+import { DataAddressSchema, type DataAddress } from './DataAddress.js';
 import { isConfinedPath } from './FileAddress.js';
 import { IdSchema, transferProcessWorkflowId } from './ids.js';
 import { startTransferProcess } from './processStart.js';
 import type { SecretBox } from './secrets.js';
 import { TransferSettingsOverridesSchema } from './settings.js';
 import {
+  completeUpdate,
+  edrQuery,
+  isPull,
   resumeUpdate,
+  startUpdate,
   suspendUpdate,
   terminateUpdate,
   transferProcessStatusQuery,
@@ -28,13 +32,22 @@ export const TransferRequestSchema = z
     agreementId: z.string().min(1),
     assetId: z.string().min(1),
     transferType: TransferTypeSchema,
-    dataDestination: DataAddressSchema,
+    /** Where a push delivers. A pull has none: the consumer fetches with the EDR the provider sends. */
+    dataDestination: DataAddressSchema.optional(),
     dataPlaneId: IdSchema.optional(),
     settings: TransferSettingsOverridesSchema.optional(),
   })
   .strict()
   .superRefine((req, ctx) => {
     const [endpointType] = req.transferType.split('-');
+    if (isPull(req.transferType)) {
+      if (req.dataDestination) ctx.addIssue({ code: 'custom', path: ['dataDestination'], message: `${req.transferType} takes no dataDestination: the consumer pulls with the EDR the provider sends` });
+      return;
+    }
+    if (!req.dataDestination) {
+      ctx.addIssue({ code: 'custom', path: ['dataDestination'], message: `${req.transferType} needs a dataDestination` });
+      return;
+    }
     if (req.dataDestination.endpointType !== endpointType) {
       ctx.addIssue({ code: 'custom', path: ['dataDestination', 'endpointType'], message: `${req.transferType} needs a ${endpointType} destination, got ${req.dataDestination.endpointType}` });
     }
@@ -87,7 +100,7 @@ export class FerryClient {
       assetId: req.assetId,
       transferType: req.transferType,
       // credentials in the destination never reach the history in plain
-      dataDestination: this.secrets ? this.secrets.seal(req.dataDestination) : req.dataDestination,
+      ...(req.dataDestination ? { dataDestination: this.secrets ? this.secrets.seal(req.dataDestination) : req.dataDestination } : {}),
       ...(req.dataPlaneId ? { dataPlaneId: req.dataPlaneId } : {}),
       ...(req.settings ? { settings: req.settings } : {}),
     };
@@ -117,6 +130,26 @@ export class FerryClient {
 
   terminate(connectorId: string, processId: string, reason?: string): Promise<TransferProcessState> {
     return this.command('terminate', connectorId, processId, (h) => h.executeUpdate(terminateUpdate, { args: [reason ? { reason } : {}] }));
+  }
+
+  /** Lets a provider process held in REQUESTED (its agreement's start is `manual`) start. */
+  start(connectorId: string, processId: string): Promise<TransferProcessState> {
+    return this.command('start', connectorId, processId, (h) => h.executeUpdate(startUpdate, { args: [] }));
+  }
+
+  /** Ends a started transfer as done, on either side (a pull's consumer says when it has what it needs). */
+  complete(connectorId: string, processId: string): Promise<TransferProcessState> {
+    return this.command('complete', connectorId, processId, (h) => h.executeUpdate(completeUpdate, { args: [] }));
+  }
+
+  /**
+   * A pull's endpoint data reference, opened: the endpoint and the bearer token to fetch the data with.
+   * Null until the provider has started the transfer. Needs the connector's secret key.
+   */
+  async edr(connectorId: string, processId: string): Promise<DataAddress | null> {
+    if (!this.secrets) throw new Error('reading an EDR needs the connector secret key (FerryClient secrets)');
+    const sealed = await this.handle(connectorId, processId).query(edrQuery);
+    return sealed ? this.secrets.open(sealed) : null;
   }
 
   /** Waits until the process reaches one of `states` (polling its query; bounded by `timeoutMs`). */

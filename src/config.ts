@@ -1,7 +1,7 @@
 import { z } from 'zod';
 import { DataAddressSchema } from './DataAddress.js';
 import { IdSchema } from './ids.js';
-import { DataFlowSettingsSchema, TransferSettingsSchema } from './settings.js';
+import { DataFlowSettingsSchema, DurationSchema, TransferSettingsSchema } from './settings.js';
 import { TransferTypeSchema } from './TransferProcess.js';
 
 /** Worker configuration. Validated at start-up; a bad value stops the worker before it polls. */
@@ -43,6 +43,22 @@ export const DataPlaneConfigSchema = z.object({
   /** base64 32-byte key that seals secrets in addresses (shared with the control plane). */
   secretKey: z.string().min(1),
   provisioners: z.array(ProvisionerConfigSchema).default([{ kind: 'file-destination' }]),
+  /**
+   * The public HTTP endpoint consumers pull from with an EDR (HttpData-PULL). When configured, this
+   * data plane issues EDRs for the pulls it provides.
+   */
+  publicApi: z
+    .object({
+      host: z.string().default('127.0.0.1'),
+      port: z.number().int().min(0).max(65535).default(0),
+      /** The URL consumers reach it at (behind a proxy, say); the bound address otherwise. */
+      publicUrl: z.url().optional(),
+      /** How long an issued token is valid. A resumed pull gets a new one. */
+      tokenTtl: DurationSchema.default('10m'),
+      /** base64 key (≥ 32 bytes) that signs EDR tokens; derived from secretKey when absent. */
+      tokenKey: z.string().min(1).optional(),
+    })
+    .optional(),
   /** Cap transfer bandwidth (bytes/s) per flow. */
   rateLimitBytesPerSec: z.number().int().positive().optional(),
   dataFlow: DataFlowSettingsSchema.partial().default({}),
@@ -71,6 +87,8 @@ export const AgreementSchema = z.object({
   assetId: z.string().min(1),
   /** The counterparty id the agreement was made with. */
   counterparty: IdSchema,
+  /** `manual`: a transfer under it waits in REQUESTED for an operator's start command (`ferry start`). */
+  start: z.enum(['automatic', 'manual']).optional(),
 });
 
 export const DspConfigSchema = z.object({

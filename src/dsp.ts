@@ -1,5 +1,5 @@
 import { z } from 'zod';
-import { DataAddressSchema } from './DataAddress.js';
+import { DataAddressSchema, type DataAddress } from './DataAddress.js';
 
 /**
  * Dataspace Protocol (2025-1) transfer messages between connectors. Every transport (in-cluster
@@ -98,6 +98,22 @@ export const MESSAGE_PATHS = {
 export type MessagePath = keyof typeof MESSAGE_PATHS;
 export const pathOfMessage = (type: ProcessMessageType): MessagePath =>
   (Object.keys(MESSAGE_PATHS) as MessagePath[]).find((p) => MESSAGE_PATHS[p] === type)!;
+
+/**
+ * A DataAddress as it goes on the wire: typed JSON-LD nodes (`DataAddress`, `EndpointProperty`), and
+ * no empty `endpointProperties` (the 2025-1 schema wants at least one when present). Inbound, zod
+ * drops the `@type`s again.
+ */
+export function toDspDataAddress(address: DataAddress) {
+  return {
+    '@type': 'DataAddress' as const,
+    endpointType: address.endpointType,
+    endpoint: address.endpoint,
+    ...(address.endpointProperties.length
+      ? { endpointProperties: address.endpointProperties.map((p) => ({ '@type': 'EndpointProperty' as const, name: p.name, value: p.value })) }
+      : {}),
+  };
+}
 
 /** A DSP address without trailing slashes: `https://x/dsp/` and `https://x/dsp` are one connector. */
 export const trimSlash = (address: string): string => address.replace(/\/+$/, '');

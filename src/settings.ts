@@ -7,6 +7,16 @@ export const DurationSchema = z.union([
 ]);
 export type Duration = z.infer<typeof DurationSchema>;
 
+const UNIT_MS = { ms: 1, s: 1000, m: 60_000, h: 3_600_000, d: 86_400_000 } as const;
+
+/** Milliseconds of a duration. Pure, so workflows use it too. */
+export function durationMs(d: Duration): number {
+  if (typeof d === 'number') return d;
+  const m = /^(\d+)(ms|s|m|h|d)$/.exec(d);
+  if (!m) throw new Error(`bad duration ${d}`);
+  return Number(m[1]) * UNIT_MS[m[2] as keyof typeof UNIT_MS];
+}
+
 /**
  * Timers and limits of a TransferProcess. Defaults come from the control-plane worker's config;
  * a transfer may override any of them.

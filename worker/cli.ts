@@ -66,6 +66,9 @@ Commands:
   suspend    suspend a transfer
   resume     resume a suspended transfer
   terminate  terminate a transfer
+  complete   end a started transfer as done (a pull's consumer, when it has its data)
+  approve    let a provider transfer held for approval (agreement start: manual) start
+  edr        print a pull's endpoint data reference (endpoint and token) to fetch with
   wait       wait for a transfer to end and print its result
 
 Run \`ferry <command> --help\` for a command's options.
@@ -244,11 +247,14 @@ ${GLOBAL_HELP}`,
     if (positionals.length > 0) throw new UsageError(`unexpected argument ${JSON.stringify(positionals[0])}`, 'start');
     const str = (name: string) => v[name] as string | undefined;
     const missing = ['connector', 'counterparty', 'agreement', 'asset'].filter((n) => str(n) === undefined);
-    if (str('dest') === undefined && str('dest-json') === undefined) missing.push('dest');
+    const pull = (str('type') ?? '').endsWith('-PULL');
+    if (!pull && str('dest') === undefined && str('dest-json') === undefined) missing.push('dest');
     if (missing.length > 0) throw new UsageError(`missing ${missing.map((n) => `--${n}`).join(', ')}`, 'start');
     if (str('dest') !== undefined && str('dest-json') !== undefined) throw new UsageError('give either --dest or --dest-json, not both', 'start');
 
-    const dataDestination = (str('dest-json') !== undefined ? parseJsonOption(str('dest-json')!, 'dest-json') : { endpointType: 'File', endpoint: str('dest') }) as DataAddress;
+    const dataDestination = (
+      str('dest-json') !== undefined ? parseJsonOption(str('dest-json')!, 'dest-json') : str('dest') !== undefined ? { endpointType: 'File', endpoint: str('dest') } : undefined
+    ) as DataAddress | undefined;
     // Unchecked here: TransferRequestSchema reports every problem at once below.
     const request = {
       connectorId: str('connector'),
@@ -256,7 +262,7 @@ ${GLOBAL_HELP}`,
       agreementId: str('agreement'),
       assetId: str('asset'),
       transferType: str('type'),
-      dataDestination,
+      ...(dataDestination !== undefined ? { dataDestination } : {}),
       ...(str('process-id') !== undefined ? { processId: str('process-id') } : {}),
       ...(str('data-plane') !== undefined ? { dataPlaneId: str('data-plane') } : {}),
       ...(str('settings-json') !== undefined ? { settings: parseJsonOption(str('settings-json')!, 'settings-json') } : {}),
@@ -267,7 +273,7 @@ ${GLOBAL_HELP}`,
     if (!parsed.success) throw new InvalidRequestError(`invalid transfer request:\n${z.prettifyError(parsed.error)}`);
 
     const secrets = loadSecretBox(str('secret-key-file'), env);
-    const secretProps = parsed.data.dataDestination.endpointProperties.filter((p) => isSecretProperty(p.name));
+    const secretProps = (parsed.data.dataDestination?.endpointProperties ?? []).filter((p) => isSecretProperty(p.name));
     if (secretProps.length > 0 && !secrets) {
       throw new UsageError(
         `the destination carries credentials (${secretProps.map((p) => p.name).join(', ')}) but there is no key to seal them with; ` +
@@ -372,8 +378,18 @@ function table(header: string[], rows: string[][]): string[] {
   return [line(header), ...rows.map(line)];
 }
 
-function commandOf(name: 'suspend' | 'resume' | 'terminate'): Command {
-  const withReason = name !== 'resume';
+type Verb = 'suspend' | 'resume' | 'terminate' | 'complete' | 'approve';
+
+function commandOf(name: Verb): Command {
+  const withReason = name === 'suspend' || name === 'terminate';
+  const call = (f: FerryClient, connectorId: string, processId: string, reason?: string): Promise<string> =>
+    ({
+      suspend: () => f.suspend(connectorId, processId, reason),
+      terminate: () => f.terminate(connectorId, processId, reason),
+      resume: () => f.resume(connectorId, processId),
+      complete: () => f.complete(connectorId, processId),
+      approve: () => f.start(connectorId, processId),
+    })[name]();
   return {
     summary: `${name} a transfer`,
     usage: `Usage: ferry ${name} CONNECTOR PROCESS_ID${withReason ? ' [--reason TEXT]' : ''} [--timeout SECONDS]
@@ -393,13 +409,7 @@ ${GLOBAL_HELP}`,
       const reason = v.reason as string | undefined;
       return withSession(v, env, async (s) => {
         try {
-          const state = await deadline(s, timeout, () =>
-            name === 'suspend'
-              ? s.ferry.suspend(connectorId, processId, reason)
-              : name === 'terminate'
-                ? s.ferry.terminate(connectorId, processId, reason)
-                : s.ferry.resume(connectorId, processId),
-          );
+          const state = await deadline(s, timeout, () => call(s.ferry, connectorId, processId, reason));
           io.out(`transfer ${processId}: ${name} accepted (state ${state})`);
           return EXIT.OK;
         } catch (e) {
@@ -417,6 +427,46 @@ ${GLOBAL_HELP}`,
     },
   };
 }
+
+const edr: Command = {
+  summary: "print a pull's endpoint data reference",
+  usage: `Usage: ferry edr CONNECTOR PROCESS_ID --secret-key-file FILE [--json]
+
+Prints the endpoint data reference (EDR) of a consumer's pull: the provider's endpoint and the bearer
+token to fetch the data with (\`curl -H "Authorization: <token>" <endpoint>\`). The token is sealed in
+the workflow history; opening it needs the connector's secret key. Exit 1 while there is none yet.
+
+Options:
+  --secret-key-file FILE   the control plane's secret key (default: the dev key, .data/secret.key)
+  --json                   print the EDR as a DSP DataAddress
+
+${GLOBAL_HELP}`,
+  options: { 'secret-key-file': { type: 'string' }, json: { type: 'boolean', default: false } },
+  positionals: PROCESS_POSITIONALS,
+  async run({ io, env }, v, positionals) {
+    const [connectorId, processId] = twoPositionals(positionals, 'edr');
+    const secrets = loadSecretBox(v['secret-key-file'] as string | undefined, env);
+    if (!secrets) throw new UsageError('the EDR token is sealed: pass --secret-key-file (the key the control plane uses)', 'edr');
+    return withSession(
+      v,
+      env,
+      async (s) => {
+        const found = await deadline(s, 10, () => s.ferry.edr(connectorId, processId)).catch((e: unknown) => {
+          if (e instanceof WorkflowNotFoundError) throw notFound(connectorId, processId, s.namespace);
+          throw e;
+        });
+        if (!found) throw new Failure(`transfer ${processId} has no EDR yet (not started, or not a pull)`);
+        if (v.json) io.out(JSON.stringify(found, null, 2));
+        else {
+          io.out(`endpoint  ${found.endpoint}`);
+          for (const p of found.endpointProperties) io.out(`${p.name.padEnd(9)} ${p.value}`);
+        }
+        return EXIT.OK;
+      },
+      secrets,
+    );
+  },
+};
 
 const wait: Command = {
   summary: 'wait for a transfer to end',
@@ -456,6 +506,9 @@ export const COMMANDS: Record<string, Command> = {
   suspend: commandOf('suspend'),
   resume: commandOf('resume'),
   terminate: commandOf('terminate'),
+  complete: commandOf('complete'),
+  approve: commandOf('approve'),
+  edr,
   wait,
 };
 

@@ -4,12 +4,16 @@ import { Worker, type WorkflowBundleWithSourceMap } from '@temporalio/worker';
 import { createDataPlaneActivities } from '../activities/dataPlane.js';
 import { FileDestinationProvisioner } from '../activities/provisioners/FileDestinationProvisioner.js';
 import { HttpProvisioner } from '../activities/provisioners/HttpProvisioner.js';
+import { EdrProvisioner } from '../activities/provisioners/EdrProvisioner.js';
+import { EdrTokens } from '../activities/pull/EdrTokens.js';
 import { DataPlaneConfigSchema, type DataPlaneConfig } from '../src/config.js';
 import { dataPlaneTaskQueue } from '../src/ids.js';
 import type { Provisioner } from '../src/Provisioner.js';
 import { SecretBox } from '../src/secrets.js';
+import { durationMs } from '../src/settings.js';
 import { bundlerOptions, DATA_PLANE_WORKFLOWS } from './bundle.js';
 import { callbackSigner, startCallbackServer } from './callbackServer.js';
+import { startPublicApiServer, type PublicApiServer } from './publicApiServer.js';
 import { connect, installRuntime, isMain, loadConfigFile, runMain, runWorker, untilSignal } from './runtime.js';
 
 /** A data-plane worker: one instance, its own task queue, its provisioners and its callback endpoint. */
@@ -18,6 +22,8 @@ export interface RunningDataPlane {
   instanceId: string;
   taskQueue: string;
   callbackUrl: string;
+  /** Where consumers pull from (HttpData-PULL), when a public API is configured. */
+  publicUrl?: string;
   shutdown(): Promise<void>;
 }
 
@@ -41,6 +47,25 @@ export async function startDataPlaneWorker(config: DataPlaneConfig, opts: { work
   const baseUrl = config.callback.publicUrl ?? server.url;
   const signer = callbackSigner(callbackKey);
   const taskQueue = dataPlaneTaskQueue(config.instanceId);
+  // A public API makes this instance a pull provider: it issues EDRs and serves their fetches.
+  let publicApi: PublicApiServer | undefined;
+  const provisioners = buildProvisioners(config);
+  if (config.publicApi) {
+    const api = config.publicApi;
+    const key = api.tokenKey ? new Uint8Array(Buffer.from(api.tokenKey, 'base64')) : EdrTokens.deriveKey(config.secretKey);
+    const tokens = new EdrTokens(key, config.instanceId, durationMs(api.tokenTtl));
+    publicApi = await startPublicApiServer({
+      host: api.host,
+      port: api.port,
+      ...(api.publicUrl ? { basePath: new URL(api.publicUrl).pathname } : {}),
+      client: conn.client,
+      tokens,
+      secrets,
+      fileRoot: config.fileRoot,
+    });
+    const publicUrl = api.publicUrl ?? publicApi.url;
+    provisioners.push(new EdrProvisioner({ publicUrl: () => publicUrl, tokens }));
+  }
   const worker = await Worker.create({
     connection: conn.native,
     namespace: config.temporal.namespace,
@@ -48,7 +73,7 @@ export async function startDataPlaneWorker(config: DataPlaneConfig, opts: { work
     ...(opts.workflowBundle ? { workflowBundle: opts.workflowBundle } : { workflowsPath: DATA_PLANE_WORKFLOWS, bundlerOptions: { webpackConfigHook: bundlerOptions } }),
     activities: createDataPlaneActivities({
       config,
-      provisioners: buildProvisioners(config),
+      provisioners,
       client: conn.client,
       secrets,
       callbackUrl: (target) => signer.callbackUrl(baseUrl, target),
@@ -56,12 +81,14 @@ export async function startDataPlaneWorker(config: DataPlaneConfig, opts: { work
   });
   const stop = runWorker(worker, async () => {
     await server.close();
+    await publicApi?.close();
     await conn.close();
   });
   return {
     instanceId: config.instanceId,
     taskQueue,
     callbackUrl: baseUrl,
+    ...(publicApi ? { publicUrl: config.publicApi?.publicUrl ?? publicApi.url } : {}),
     shutdown: stop,
   };
 }
@@ -71,7 +98,7 @@ if (isMain(import.meta.url)) {
     installRuntime();
     const config = loadConfigFile(DataPlaneConfigSchema, 'data-plane');
     const dp = await startDataPlaneWorker(config);
-    console.log(`data plane ${dp.instanceId} polling ${dp.taskQueue}; provisioner callbacks at ${dp.callbackUrl}`);
+    console.log(`data plane ${dp.instanceId} polling ${dp.taskQueue}; provisioner callbacks at ${dp.callbackUrl}${dp.publicUrl ? `; public API at ${dp.publicUrl}` : ''}`);
     await untilSignal();
     await dp.shutdown();
   });

@@ -139,6 +139,7 @@ export async function startDspServer(opts: { config: ControlPlaneConfig & { dsp:
       assetId: agreement.assetId,
       transferType: format.data,
       ...(msg.dataAddress ? { dataDestination: secrets.seal(msg.dataAddress) } : {}),
+      ...(agreement.start === 'manual' ? { startPolicy: 'manual' as const } : {}),
     });
     return reply.code(201).send({ '@context': [DSP_CONTEXT], '@type': 'TransferProcess', providerPid, consumerPid: msg.consumerPid, state: 'REQUESTED' } satisfies DspTransferProcess);
   });

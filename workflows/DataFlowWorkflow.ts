@@ -12,7 +12,7 @@ import {
 } from '@temporalio/workflow';
 import type { DataPlaneActivities } from '../activities/dataPlane.js';
 import type { DataAddress } from '../src/DataAddress.js';
-import { mergeRewrites, redact } from '../src/DataAddress.js';
+import { isUnissuedEdr, mergeRewrites, redact, unissuedEdr, withProperty } from '../src/DataAddress.js';
 import {
   completeFlowUpdate,
   dataFlowStatusQuery,
@@ -20,6 +20,7 @@ import {
   deprovisionReasonFor,
   prepareUpdate,
   provisionerCallbackSignal,
+  pullAccessQuery,
   resumeFlowUpdate,
   startUpdate,
   suspendFlowUpdate,
@@ -81,6 +82,9 @@ export async function dataFlowWorkflow(input: DataFlowInput): Promise<DataFlowRe
   const completedOutcome = (): boolean => history.some((h) => h.state === 'COMPLETED');
   let progress: { bytes?: number; sha256?: string } = {};
   let handlerLock = false;
+  /** A provider's pull: no bytes are pushed; the consumer fetches through our public endpoint with an EDR. */
+  let pull = false;
+  const EDR_PROVISIONER = 'edr';
 
   const transition = (to: DataFlowState, note?: string): void => {
     assertTransition('DataFlow', DATA_FLOW_TRANSITIONS, state, to);
@@ -146,6 +150,11 @@ export async function dataFlowWorkflow(input: DataFlowInput): Promise<DataFlowRe
   /** Starts the bytes moving (provider only; the consumer's data plane is passive for a push). */
   const startTransfer = (): void => {
     if (role !== 'PROVIDER') return;
+    if (pull) {
+      // the consumer pulls; without an issued EDR it could not
+      if (!effective.destination || isUnissuedEdr(effective.destination)) void failFlow('cannot start pull: no EDR was issued (this data plane has no public API configured)', 'start');
+      return;
+    }
     const run = ++transferRun;
     const src = effective.source;
     const dst = effective.destination;
@@ -258,8 +267,10 @@ export async function dataFlowWorkflow(input: DataFlowInput): Promise<DataFlowRe
       transition('STARTED');
       startTransfer();
     }
-    await notify({ op, ok: true, ...(op === 'prepare' && effective.destination ? { dataAddress: effective.destination } : {}) });
+    await notify({ op, ok: true, ...(handsOut(op) && effective.destination ? { dataAddress: effective.destination } : {}) });
   };
+  /** The calls whose answer carries our (rewritten) destination to the counterparty: prepare, and a pull's start (its EDR). */
+  const handsOut = (op: 'prepare' | 'start'): boolean => op === 'prepare' || (op === 'start' && pull);
 
   const runDeprovision = async (op: 'suspend' | 'terminate' | 'complete' | 'fail'): Promise<void> => {
     if (op === 'terminate' && state !== 'TERMINATED' && DATA_FLOW_TRANSITIONS[state].includes('TERMINATED')) transition('TERMINATED', reason);
@@ -298,15 +309,21 @@ export async function dataFlowWorkflow(input: DataFlowInput): Promise<DataFlowRe
 
   /** Shared by start and resume: provision what is missing, then run. */
   const startOrResume = async (msg: DataFlowStartMessage): Promise<DataFlowResponse> => {
-    if (state === 'STARTED') return respond(false);
+    if (state === 'STARTED') return respond(false, pull ? effective.destination : undefined);
     if (provisioning()) return respond(true);
+    if (role === 'PROVIDER' && msg.transferType.endsWith('-PULL')) {
+      // the destination of a pull is the EDR our provisioner issues (again after a release)
+      pull = true;
+      const request = unissuedEdr(flowId);
+      msg = { ...msg, destination: msg.audience ? withProperty(request, 'audience', msg.audience) : request };
+    }
     takeAddresses(msg);
     const needed = state === 'PROVISIONED' ? [] : await plan();
     error = undefined;
     if (!needed.length) {
       transition('STARTED', state === 'PROVISIONED' ? undefined : 'nothing to provision');
       startTransfer();
-      return respond(false);
+      return respond(false, pull ? effective.destination : undefined);
     }
     transition('PROVISIONING');
     jobs.push({ kind: 'provision', op: 'start', planned: needed });
@@ -347,6 +364,12 @@ export async function dataFlowWorkflow(input: DataFlowInput): Promise<DataFlowRe
     ...(reason ? { reason } : {}),
     ...(error ? { error } : {}),
     history: [...history],
+  }));
+
+  setHandler(pullAccessQuery, () => ({
+    state,
+    liveTokenIds: resources.filter((r) => r.provisioner === EDR_PROVISIONER && r.ready && !r.released && r.resource.tokenId).map((r) => r.resource.tokenId!),
+    ...(pull && effective.source ? { source: effective.source } : {}),
   }));
 
   setHandler(

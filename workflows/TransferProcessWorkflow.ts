@@ -16,11 +16,15 @@ import { DSP_CONTEXT, type ProcessMessage } from '../src/dsp.js';
 import type { TransferSettings } from '../src/settings.js';
 import { assertTransition } from '../src/StateMachine.js';
 import {
+  completeUpdate,
   counterpartyMessageUpdate,
   CounterpartyAttr,
   dataPlaneCallbackSignal,
   DataPlaneAttr,
+  edrQuery,
+  isPull,
   resumeUpdate,
+  startUpdate,
   suspendUpdate,
   terminateUpdate,
   transferProcessStatusQuery,
@@ -55,8 +59,9 @@ type Command =
   | { kind: 'suspend'; reason: string; local: boolean }
   | { kind: 'resume'; local: boolean }
   | { kind: 'terminate'; reason: string; local: boolean }
-  | { kind: 'start'; dataAddress?: DataAddress }
-  | { kind: 'completion'; local: boolean };
+  | { kind: 'start'; local: boolean }
+  /** Who says the transfer is done: our data plane (the bytes arrived), a client, or the counterparty. */
+  | { kind: 'completion'; by: 'dataPlane' | 'client' | 'counterparty' };
 
 /** The outcome of a signaling call: done, or why not. */
 type CallOutcome = { ok: true } | { ok: false; reason: string; interrupted?: boolean; dataPlaneFailed?: boolean };
@@ -76,6 +81,11 @@ export async function transferProcessWorkflow(raw: TransferProcessInput): Promis
   let dataPlane: DataPlaneRef | undefined;
   let destination = input.dataDestination;
   let source: DataAddress | undefined;
+  /** A pull's endpoint data reference: issued by our data plane (provider) or sent by the provider (consumer). Sealed. */
+  let edr: DataAddress | undefined;
+  const pull = isPull(input.transferType);
+  /** The counterparty's start arrived (it may still be on its way through our data plane). */
+  let startHeard = false;
   let reason: string | undefined;
   let error: string | undefined;
   const inbox: Command[] = [];
@@ -109,10 +119,12 @@ export async function transferProcessWorkflow(raw: TransferProcessInput): Promis
     dataFlowId: processId,
     ...(dataPlane ? { dataPlane } : {}),
     ...(destination ? { dataDestination: redact(destination) } : {}),
+    ...(edr ? { edr: redact(edr) } : {}),
     ...(reason ? { reason } : {}),
     ...(error ? { error } : {}),
     history: [...history],
   }));
+  setHandler(edrQuery, () => edr ?? null);
 
   // Client commands: the validator answers at once; the handler only queues the command.
   const refuse = (what: string): never => {
@@ -127,6 +139,12 @@ export async function transferProcessWorkflow(raw: TransferProcessInput): Promis
   setHandler(terminateUpdate, (args: ReasonArgs) => (inbox.push({ kind: 'terminate', reason: args?.reason ?? 'terminated by client', local: true }), state), {
     validator: (_: ReasonArgs) => void (!terminating() || refuse('terminate')),
   });
+  setHandler(startUpdate, () => (inbox.push({ kind: 'start', local: true }), state), {
+    validator: () => void ((role === 'PROVIDER' && state === 'REQUESTED' && !terminating() && !inbox.some((c) => c.kind === 'start')) || refuse('start')),
+  });
+  setHandler(completeUpdate, () => (inbox.push({ kind: 'completion', by: 'client' }), state), {
+    validator: () => void ((state === 'STARTED' && !terminating() && !inbox.some((c) => c.kind === 'completion')) || refuse('complete')),
+  });
 
   // DSP messages from the counterparty, with the same rule: refuse what the state does not allow.
   setHandler(
@@ -135,13 +153,16 @@ export async function transferProcessWorkflow(raw: TransferProcessInput): Promis
       switch (msg['@type']) {
         case 'TransferStartMessage':
           if (role === 'CONSUMER' && !counterpartyPid) counterpartyPid = msg.providerPid;
-          if (state !== 'STARTED') inbox.push({ kind: 'start', ...(msg.dataAddress ? { dataAddress: msg.dataAddress } : {}) });
+          // a consumer keeps the newest EDR at once: a provider re-issues it on every (re)start of a pull
+          if (role === 'CONSUMER' && msg.dataAddress) edr = msg.dataAddress;
+          startHeard = true;
+          if (['REQUESTING', 'REQUESTED', 'SUSPENDED'].includes(state)) inbox.push({ kind: 'start', local: false });
           break;
         case 'TransferSuspensionMessage':
           if (state === 'STARTED') inbox.push({ kind: 'suspend', reason: `suspended by counterparty: ${msg.reason.join('; ') || 'no reason given'}`, local: false });
           break;
         case 'TransferCompletionMessage':
-          inbox.push({ kind: 'completion', local: false });
+          inbox.push({ kind: 'completion', by: 'counterparty' });
           break;
         case 'TransferTerminationMessage':
           if (!terminating()) inbox.push({ kind: 'terminate', reason: `terminated by counterparty: ${msg.reason.join('; ') || 'no reason given'}`, local: false });
@@ -158,10 +179,17 @@ export async function transferProcessWorkflow(raw: TransferProcessInput): Promis
         const ok: Record<ProcessMessage['@type'], boolean> = {
           // the provider's start may overtake the answer to our request (REQUESTING)
           TransferStartMessage:
-            live && (role === 'CONSUMER' ? ['REQUESTING', 'REQUESTED', 'SUSPENDED', 'STARTED'] : ['SUSPENDED', 'STARTED']).includes(state),
+            live &&
+            (role === 'CONSUMER'
+              ? ['REQUESTING', 'REQUESTED', 'SUSPENDED', 'RESUMING', 'STARTUP_REQUESTED', 'STARTING', 'STARTED']
+              : ['SUSPENDED', 'STARTED']
+            ).includes(state),
           TransferSuspensionMessage: live && ['STARTED', 'SUSPENDED'].includes(state),
+          // either side may end a started transfer; a consumer's start may still be queued behind it
           TransferCompletionMessage:
-            live && role === 'CONSUMER' && ['REQUESTED', 'STARTUP_REQUESTED', 'STARTING', 'STARTED'].includes(state),
+            live &&
+            (['STARTUP_REQUESTED', 'STARTING', 'STARTED'].includes(state) ||
+              (role === 'CONSUMER' && ['REQUESTING', 'REQUESTED'].includes(state) && startHeard)),
           TransferTerminationMessage: state !== 'COMPLETED',
         };
         if (!ok[msg['@type']]) refuse(`accept ${msg['@type']} for`);
@@ -174,7 +202,7 @@ export async function transferProcessWorkflow(raw: TransferProcessInput): Promis
     if (cb.op !== 'transfer') callbacks.push(cb);
     // the end of the bytes may overtake our own STARTING -> STARTED: queue it, handled once STARTED
     else if (!terminating()) {
-      inbox.push(cb.ok ? { kind: 'completion', local: true } : { kind: 'terminate', reason: `transfer failed: ${cb.error ?? 'unknown error'}`, local: true });
+      inbox.push(cb.ok ? { kind: 'completion', by: 'dataPlane' } : { kind: 'terminate', reason: `transfer failed: ${cb.error ?? 'unknown error'}`, local: true });
     }
   });
 
@@ -195,7 +223,7 @@ export async function transferProcessWorkflow(raw: TransferProcessInput): Promis
     const base = { '@context': [DSP_CONTEXT], ...pids };
     switch (type) {
       case 'TransferStartMessage':
-        return { ...base, '@type': type };
+        return { ...base, '@type': type, ...(role === 'PROVIDER' && edr ? { dataAddress: edr } : {}) };
       case 'TransferCompletionMessage':
         return { ...base, '@type': type };
       default:
@@ -209,6 +237,12 @@ export async function transferProcessWorkflow(raw: TransferProcessInput): Promis
     } catch (e) {
       return { ok: false, reason: `counterparty did not take ${type}: ${message(e)}` };
     }
+  };
+
+  /** The address a data-plane call hands back: the consumer's destination (prepare) or the provider's EDR (start). */
+  const took = (op: DataPlaneCallback['op'], address: DataAddress): void => {
+    if (op === 'prepare') destination = address;
+    else if (op === 'start' && role === 'PROVIDER' && pull) edr = address;
   };
 
   /**
@@ -232,7 +266,7 @@ export async function transferProcessWorkflow(raw: TransferProcessInput): Promis
         return { ok: false, reason: `data plane ${dataPlane!.id} failed ${call.op}: ${message(e)}`, dataPlaneFailed: true };
       }
       if (!response.async) {
-        if (response.dataAddress) destination = response.dataAddress;
+        if (response.dataAddress) took(op, response.dataAddress);
         if (state !== next) transition(next, `data plane answered ${call.op} at once (${response.state})`);
         return { ok: true };
       }
@@ -249,7 +283,7 @@ export async function transferProcessWorkflow(raw: TransferProcessInput): Promis
         continue;
       }
       if (outcome.ok) {
-        if (outcome.dataAddress) destination = outcome.dataAddress;
+        if (outcome.dataAddress) took(op, outcome.dataAddress);
         transition(next, `data plane called back: ${call.op} done`);
         return { ok: true };
       }
@@ -304,6 +338,9 @@ export async function transferProcessWorkflow(raw: TransferProcessInput): Promis
     transferType: input.transferType,
     ...(source ? { source } : {}),
     ...(role === 'PROVIDER' && destination ? { destination } : {}),
+    // a pull's token is issued for the consumer; the consumer's data plane records the EDR it pulls with
+    ...(role === 'PROVIDER' && pull ? { audience: input.counterpartyAddress } : {}),
+    ...(role === 'CONSUMER' && edr ? { source: edr } : {}),
   });
 
   // ---- Opening: the seed's table, first two rows ----
@@ -338,6 +375,9 @@ export async function transferProcessWorkflow(raw: TransferProcessInput): Promis
         return fail({ ok: false, reason: `transfer request failed: ${message(e)}` });
       }
       transition('REQUESTED', `provider process ${counterpartyPid}`);
+    } else if (input.startPolicy === 'manual') {
+      // INITIAL --hold--> REQUESTED: an operator's start command lets it go on (handled below)
+      transition('REQUESTED', 'waiting for a start command');
     } else {
       // INITIAL --start--> STARTUP_REQUESTED | STARTING
       const started = await callDataPlane({ op: 'start', message: startMessage() }, 'STARTUP_REQUESTED', 'STARTING');
@@ -373,7 +413,8 @@ export async function transferProcessWorkflow(raw: TransferProcessInput): Promis
         // the data plane starts (again), provisioning again where resources were released
         const started = await callDataPlane({ op: resuming ? 'resume' : 'start', message: startMessage() }, 'STARTUP_REQUESTED', 'STARTING');
         if (!started.ok) return fail(started);
-        if (cmd.kind === 'resume') {
+        // Tell the counterparty when we started it, and always when a provider re-issued a pull's EDR.
+        if (cmd.local || (role === 'PROVIDER' && pull && edr)) {
           const told = await tell('TransferStartMessage');
           if (!told.ok) return fail(told);
         }
@@ -382,15 +423,16 @@ export async function transferProcessWorkflow(raw: TransferProcessInput): Promis
       }
       case 'completion': {
         if (state !== 'STARTED') return note(`completion ignored in ${state}`);
-        transition('COMPLETING');
-        if (cmd.local) {
-          const told = await tell('TransferCompletionMessage');
-          if (!told.ok) return fail(told);
-        } else {
-          // our data plane releases what it provisioned; the bytes are already delivered
+        transition('COMPLETING', `completed by ${cmd.by === 'dataPlane' ? 'the data plane' : `the ${cmd.by}`}`);
+        if (cmd.by !== 'dataPlane') {
+          // our data plane releases what it provisioned (a pull's token is revoked); the bytes are delivered
           await cp
             .callDataPlane({ flow: flow(), taskQueue: dataPlane!.taskQueue, op: 'complete' })
             .catch((e) => note(`data plane did not take completion: ${message(e)}`));
+        }
+        if (cmd.by !== 'counterparty') {
+          const told = await tell('TransferCompletionMessage');
+          if (!told.ok) return fail(told);
         }
         reason = 'transfer completed';
         return transition('COMPLETED', reason);
@@ -406,7 +448,13 @@ export async function transferProcessWorkflow(raw: TransferProcessInput): Promis
     const timeout = waiting === 'REQUESTED' ? toMs(s.counterpartyTimeout) : waiting === 'SUSPENDED' ? toMs(s.suspendedTimeout) : undefined;
     const woke = await waitUntil(() => inbox.length > 0, timeout);
     if (!woke) {
-      inbox.push({ kind: 'terminate', reason: waiting === 'REQUESTED' ? `provider did not start within ${s.counterpartyTimeout}` : `not resumed within ${s.suspendedTimeout}`, local: true });
+      const why =
+        waiting === 'SUSPENDED'
+          ? `not resumed within ${s.suspendedTimeout}`
+          : role === 'PROVIDER'
+            ? `no start command within ${s.counterpartyTimeout}`
+            : `provider did not start within ${s.counterpartyTimeout}`;
+      inbox.push({ kind: 'terminate', reason: why, local: true });
     }
     // Once terminating, only the terminate command matters.
     const next = pendingTerminate() ? inbox.splice(inbox.findIndex((c) => c.kind === 'terminate'))[0]! : inbox.shift()!;

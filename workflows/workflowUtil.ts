@@ -1,16 +1,9 @@
 // Small helpers both workflows share; all deterministic.
 import { ActivityFailure, condition } from '@temporalio/workflow';
-import type { Duration } from '../src/settings.js';
-
-const UNIT_MS = { ms: 1, s: 1000, m: 60_000, h: 3_600_000, d: 86_400_000 } as const;
+import { durationMs, type Duration } from '../src/settings.js';
 
 /** Milliseconds of a settings duration (deterministic; safe in workflow code). */
-export function toMs(d: Duration): number {
-  if (typeof d === 'number') return d;
-  const m = /^(\d+)(ms|s|m|h|d)$/.exec(d);
-  if (!m) throw new Error(`bad duration ${d}`);
-  return Number(m[1]) * UNIT_MS[m[2] as keyof typeof UNIT_MS];
-}
+export const toMs = durationMs;
 
 /** Exponential backoff: initial × 2^(attempt-1), capped. */
 export function backoffMs(attempt: number, initial: Duration, maximum: Duration): number {

@@ -1,7 +1,7 @@
 import type { Counterparty, DspConfig } from '../../src/config.js';
 import type { DataAddress } from '../../src/DataAddress.js';
 import type { SecretBox } from '../../src/secrets.js';
-import { isUnder, pathOfMessage, trimSlash, type DspTransferError, type DspTransferProcess, type ProcessMessage, type TransferRequestMessage } from '../../src/dsp.js';
+import { isUnder, pathOfMessage, toDspDataAddress, trimSlash, type DspTransferError, type DspTransferProcess, type ProcessMessage, type TransferRequestMessage } from '../../src/dsp.js';
 import { CounterpartyRejected, type CounterpartyTransport } from '../../src/Transport.js';
 
 /**
@@ -38,7 +38,7 @@ export class HttpDspTransport implements CounterpartyTransport {
 
   private opened<M extends object>(message: M): M {
     const address = (message as { dataAddress?: DataAddress }).dataAddress;
-    return address ? { ...message, dataAddress: this.secrets.open(address) } : message;
+    return address ? { ...message, dataAddress: toDspDataAddress(this.secrets.open(address)) } : message;
   }
 
   /** Any 2xx is an acknowledgement (the binding names 201 for a request, 200 otherwise; peers vary). */

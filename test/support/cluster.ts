@@ -6,7 +6,8 @@ import { Client } from '@temporalio/client';
 import type { TestWorkflowEnvironment } from '@temporalio/testing';
 import type { WorkflowBundleWithSourceMap } from '@temporalio/worker';
 import { FerryClient } from '../../src/client.js';
-import { ControlPlaneConfigSchema, DataPlaneConfigSchema, type ControlPlaneConfig, type DataPlaneConfig } from '../../src/config.js';
+import type { z } from 'zod';
+import { ControlPlaneConfigSchema, DataPlaneConfigSchema } from '../../src/config.js';
 import { SecretBox } from '../../src/secrets.js';
 import { bundle, CONTROL_PLANE_WORKFLOWS, DATA_PLANE_WORKFLOWS } from '../../worker/bundle.js';
 import { startControlPlaneWorker, type RunningControlPlane } from '../../worker/controlPlaneWorker.js';
@@ -29,8 +30,9 @@ export interface Cluster {
   root: string;
   bundles: { controlPlane: WorkflowBundleWithSourceMap; dataPlane: WorkflowBundleWithSourceMap };
   /** Workers in the default namespace unless `namespace` says otherwise. */
-  controlPlane(config: Omit<ControlPlaneConfig, 'temporal' | 'secretKey' | 'transfer' | 'assets'> & Partial<Pick<ControlPlaneConfig, 'transfer' | 'assets'>> & { namespace?: string }): Promise<RunningControlPlane>;
-  dataPlane(config: Omit<DataPlaneConfig, 'temporal' | 'secretKey' | 'callback' | 'provisioners' | 'dataFlow'> & Partial<Pick<DataPlaneConfig, 'provisioners' | 'dataFlow'>> & { namespace?: string }): Promise<RunningDataPlane>;
+  /** Config as a config file would have it (defaults filled in by the schema). */
+  controlPlane(config: Omit<z.input<typeof ControlPlaneConfigSchema>, 'temporal' | 'secretKey'> & { namespace?: string }): Promise<RunningControlPlane>;
+  dataPlane(config: Omit<z.input<typeof DataPlaneConfigSchema>, 'temporal' | 'secretKey'> & { namespace?: string }): Promise<RunningDataPlane>;
   /** A client (and FerryClient) of another namespace. */
   clientFor(namespace: string): { client: Client; ferry: FerryClient };
   shutdown(): Promise<void>;

@@ -27,6 +27,7 @@ const file = (endpoint: string): DataAddress => ({
 });
 const request = (address: DataAddress, flowId = 'flow-1'): ProvisionRequest => ({
   flowId,
+  workflowId: `dataflow-c-${flowId}`,
   role: 'CONSUMER',
   side: 'destination',
   address,

@@ -50,6 +50,7 @@ const provisioner = (extra: Partial<ConstructorParameters<typeof HttpProvisioner
 const file = (): DataAddress => ({ endpointType: 'File', endpoint: dir, endpointProperties: [] });
 const request = (address: DataAddress): ProvisionRequest => ({
   flowId: 'flow-7',
+  workflowId: 'dataflow-c-flow-7',
   role: 'CONSUMER',
   side: 'destination',
   address,

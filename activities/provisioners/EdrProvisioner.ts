@@ -1,0 +1,50 @@
+import { HTTP_EDR_ENDPOINT_TYPE, isUnissuedEdr, property, type DataAddress } from '../../src/DataAddress.js';
+import type { DeprovisionRequest, ProvisionRequest, ProvisionResult, Provisioner, ProvisionSide, Role } from '../../src/Provisioner.js';
+import type { EdrTokens } from '../pull/EdrTokens.js';
+
+/**
+ * Issues the endpoint data reference of a provider's pull: our public endpoint plus a fresh token
+ * for this flow. It rewrites the pull's destination (an unissued EDR) into the real one. Release
+ * revokes the token: the public endpoint serves only tokens whose provision the DataFlow still holds,
+ * so there is nothing to undo outside the workflow.
+ *
+ * The EDR's properties follow EDC's: `authorization` (the token, sealed in histories like every
+ * credential), `authType` bearer, and `expiresAt` (ISO time) so the consumer knows when to stop.
+ */
+export class EdrProvisioner implements Provisioner {
+  readonly name = 'edr';
+
+  constructor(
+    private readonly opts: {
+      /** The public endpoint consumers fetch from. */
+      publicUrl: () => string;
+      tokens: EdrTokens;
+    },
+  ) {}
+
+  appliesTo(role: Role, side: ProvisionSide, address: DataAddress): boolean {
+    return role === 'PROVIDER' && side === 'destination' && isUnissuedEdr(address);
+  }
+
+  async provision(req: ProvisionRequest): Promise<ProvisionResult> {
+    const audience = property(req.address, 'audience');
+    const { token, claims } = await this.opts.tokens.issue({ flowId: req.flowId, workflowId: req.workflowId, ...(audience ? { audience } : {}) });
+    return {
+      address: {
+        endpointType: HTTP_EDR_ENDPOINT_TYPE,
+        endpoint: this.opts.publicUrl(),
+        endpointProperties: [
+          { name: 'authorization', value: token },
+          { name: 'authType', value: 'bearer' },
+          { name: 'expiresAt', value: claims.expiresAt.toISOString() },
+        ],
+      },
+      pending: false,
+      resource: { tokenId: claims.tokenId, expiresAt: claims.expiresAt.toISOString() },
+    };
+  }
+
+  async deprovision(_req: DeprovisionRequest): Promise<{ pending: boolean }> {
+    return { pending: false }; // the DataFlow marks the resource released: that is the revocation
+  }
+}

@@ -1,0 +1,57 @@
+import { describe, expect, it } from 'vitest';
+import { ANY_AUDIENCE, EdrTokenInvalid, EdrTokens } from '../../activities/pull/EdrTokens.js';
+import { parseRange } from '../../worker/publicApiServer.js';
+
+const key = new Uint8Array(32).fill(7);
+const tokens = new EdrTokens(key, 'dp-1', 60_000);
+const flow = { flowId: 'f-1', workflowId: 'dataflow-p-f-1', audience: 'http://consumer/dsp' };
+
+describe('EDR tokens', () => {
+  it('round-trips the flow, audience and a fresh token id, and expires after the ttl', async () => {
+    const now = new Date('2026-01-01T00:00:00Z');
+    const a = await tokens.issue(flow, now);
+    const b = await tokens.issue(flow, now);
+    expect(a.claims.tokenId).not.toBe(b.claims.tokenId);
+    expect(a.claims.expiresAt.toISOString()).toBe('2026-01-01T00:01:00.000Z');
+    expect(await tokens.verify(a.token, new Date(now.getTime() + 59_000))).toEqual(a.claims);
+    await expect(tokens.verify(a.token, new Date(now.getTime() + 61_000))).rejects.toThrow(new EdrTokenInvalid('token expired'));
+  });
+
+  it('refuses a token of another key, another instance, or a tampered one', async () => {
+    const { token } = await tokens.issue(flow);
+    await expect(new EdrTokens(new Uint8Array(32).fill(8), 'dp-1', 60_000).verify(token)).rejects.toBeInstanceOf(EdrTokenInvalid);
+    await expect(new EdrTokens(key, 'dp-2', 60_000).verify(token)).rejects.toBeInstanceOf(EdrTokenInvalid);
+    const [h, p, s] = token.split('.');
+    const claims = JSON.parse(Buffer.from(p!, 'base64url').toString()) as Record<string, unknown>;
+    const forged = `${h}.${Buffer.from(JSON.stringify({ ...claims, wf: 'dataflow-p-other' })).toString('base64url')}.${s}`;
+    await expect(tokens.verify(forged)).rejects.toBeInstanceOf(EdrTokenInvalid);
+    await expect(tokens.verify('not-a-jwt')).rejects.toBeInstanceOf(EdrTokenInvalid);
+  });
+
+  it('names an explicit audience for a pull issued to nobody in particular', async () => {
+    const { claims } = await tokens.issue({ flowId: 'f', workflowId: 'w' });
+    expect(claims.audience).toBe(ANY_AUDIENCE);
+  });
+
+  it('wants a key of at least 32 bytes', () => {
+    expect(() => new EdrTokens(new Uint8Array(16), 'dp', 1000)).toThrow(/32 bytes/);
+  });
+});
+
+describe('parseRange (single byte ranges, RFC 9110)', () => {
+  it.each([
+    ['bytes=0-9', 100, { start: 0, end: 9 }],
+    ['bytes=90-', 100, { start: 90, end: 99 }],
+    ['bytes=95-200', 100, { start: 95, end: 99 }],
+    ['bytes=-10', 100, { start: 90, end: 99 }],
+    ['bytes=-500', 100, { start: 0, end: 99 }],
+    ['bytes=100-', 100, 'unsatisfiable'],
+    ['bytes=-0', 100, 'unsatisfiable'],
+    ['bytes=5-2', 100, undefined],
+    ['bytes=0-1,5-6', 100, undefined],
+    ['items=0-1', 100, undefined],
+    [undefined, 100, undefined],
+  ] as const)('%s of %i bytes', (header, size, expected) => {
+    expect(parseRange(header, size)).toEqual(expected);
+  });
+});

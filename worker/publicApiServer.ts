@@ -1,0 +1,190 @@
+import { createReadStream } from 'node:fs';
+import { stat } from 'node:fs/promises';
+import { createServer, type IncomingMessage, type ServerResponse } from 'node:http';
+import type { AddressInfo } from 'node:net';
+import { Readable } from 'node:stream';
+import { pipeline } from 'node:stream/promises';
+import { WorkflowNotFoundError, type Client } from '@temporalio/client';
+import { headersOf } from '../activities/transfer/HttpTransfer.js';
+import { realPathInside } from '../activities/transfer/confinement.js';
+import { EdrTokenInvalid, type EdrTokens } from '../activities/pull/EdrTokens.js';
+import type { DataAddress } from '../src/DataAddress.js';
+import { pullAccessQuery, type PullAccess } from '../src/DataFlow.js';
+import { FileAddressError, resolveInRoot } from '../src/FileAddress.js';
+import { trimSlash } from '../src/dsp.js';
+import type { SecretBox } from '../src/secrets.js';
+
+/**
+ * The data plane's public endpoint for HttpData-PULL: a consumer fetches the source of a started
+ * flow with the EDR token it was given. Each request checks the token (signature, expiry: 401) and
+ * then asks the flow's DataFlow workflow whether that token is still live (not STARTED any more, or
+ * released by deprovisioning: 403). Bodies stream through with single byte ranges; nothing is
+ * buffered whole.
+ */
+export interface PublicApiServer {
+  url: string;
+  close(): Promise<void>;
+}
+
+export interface PublicApiOptions {
+  host: string;
+  port: number;
+  /** The path the endpoint is served at (that of the configured public URL); `/` by default. */
+  basePath?: string;
+  client: Client;
+  tokens: EdrTokens;
+  secrets: SecretBox;
+  /** File sources lie under this root. */
+  fileRoot: string;
+  /** How long to wait for the DataFlow to answer whether a token is live. */
+  accessTimeoutMs?: number;
+}
+
+class HttpError extends Error {
+  constructor(
+    readonly status: number,
+    message: string,
+    readonly headers: Record<string, string> = {},
+  ) {
+    super(message);
+  }
+}
+
+const unauthorized = (why: string) => new HttpError(401, why, { 'www-authenticate': `Bearer error="invalid_token", error_description="${why}"` });
+
+export async function startPublicApiServer(opts: PublicApiOptions): Promise<PublicApiServer> {
+  const base = trimSlash(opts.basePath ?? '') || '/';
+
+  /** The flow this request may read: a live token of a STARTED DataFlow. */
+  const authorize = async (req: IncomingMessage): Promise<DataAddress> => {
+    const header = req.headers.authorization ?? '';
+    // EDC's consumers send the EDR token bare; others say "Bearer"
+    const token = header.replace(/^Bearer\s+/i, '').trim();
+    if (!token) throw unauthorized('missing token');
+    let claims;
+    try {
+      claims = await opts.tokens.verify(token);
+    } catch (e) {
+      if (e instanceof EdrTokenInvalid) throw unauthorized(e.message);
+      throw e;
+    }
+    let access: PullAccess;
+    try {
+      access = await opts.client.workflow.getHandle(claims.workflowId).query(pullAccessQuery);
+    } catch (e) {
+      if (e instanceof WorkflowNotFoundError) throw new HttpError(403, 'token revoked');
+      throw new HttpError(503, 'cannot check the token now');
+    }
+    if (access.state !== 'STARTED' || !access.liveTokenIds.includes(claims.tokenId)) throw new HttpError(403, 'token revoked');
+    if (!access.source) throw new HttpError(503, 'the flow has no source');
+    return opts.secrets.open(access.source);
+  };
+
+  const handle = async (req: IncomingMessage, res: ServerResponse): Promise<void> => {
+    const path = trimSlash(new URL(req.url ?? '/', 'http://x').pathname) || '/';
+    if (path !== base) throw new HttpError(404, 'not found');
+    if (req.method !== 'GET' && req.method !== 'HEAD') throw new HttpError(405, 'method not allowed', { allow: 'GET, HEAD' });
+    const source = await authorize(req);
+    const abort = new AbortController();
+    res.on('close', () => abort.abort());
+    if (source.endpointType === 'File') return serveFile(opts.fileRoot, source, req, res);
+    if (source.endpointType === 'HttpData') return proxyHttp(source, req, res, abort.signal);
+    throw new HttpError(501, `cannot serve a ${source.endpointType} source`);
+  };
+
+  const server = createServer((req, res) => {
+    handle(req, res).catch((e: unknown) => {
+      const err = e instanceof HttpError ? e : new HttpError(502, 'source unavailable');
+      if (!(e instanceof HttpError)) console.error(`public API: ${(e as Error).message}`); // never the token
+      if (res.headersSent) return void res.destroy();
+      res.writeHead(err.status, { 'content-type': 'application/json', ...err.headers });
+      res.end(JSON.stringify({ error: err.message }));
+    });
+  });
+  server.keepAliveTimeout = 5_000;
+  await new Promise<void>((resolve, reject) => {
+    server.once('error', reject);
+    server.listen(opts.port, opts.host, () => resolve());
+  });
+  const { port } = server.address() as AddressInfo;
+  const host = opts.host.includes(':') ? `[${opts.host}]` : opts.host;
+  return {
+    url: `http://${host}:${port}${base === '/' ? '' : base}`,
+    close: () =>
+      new Promise<void>((resolve) => {
+        server.close(() => resolve());
+        server.closeAllConnections();
+      }),
+  };
+}
+
+/** A single `bytes=` range of a body of `size` bytes; undefined to send it whole (none, several, or not bytes). */
+export function parseRange(header: string | undefined, size: number): { start: number; end: number } | 'unsatisfiable' | undefined {
+  const m = header ? /^bytes=(\d*)-(\d*)$/.exec(header.trim()) : null;
+  if (!m || (m[1] === '' && m[2] === '')) return undefined;
+  let start: number;
+  let end: number;
+  if (m[1] === '') {
+    const suffix = Number(m[2]);
+    if (suffix === 0) return 'unsatisfiable';
+    start = Math.max(0, size - suffix);
+    end = size - 1;
+  } else {
+    start = Number(m[1]);
+    end = m[2] === '' ? size - 1 : Math.min(Number(m[2]), size - 1);
+    if (m[2] !== '' && Number(m[2]) < start) return undefined; // malformed: ignored, as RFC 9110 allows
+  }
+  return start >= size || start > end ? 'unsatisfiable' : { start, end };
+}
+
+async function serveFile(root: string, source: DataAddress, req: IncomingMessage, res: ServerResponse): Promise<void> {
+  let file: string;
+  try {
+    file = resolveInRoot(root, source.endpoint);
+  } catch (e) {
+    if (e instanceof FileAddressError) throw new HttpError(500, 'the source address is invalid');
+    throw e;
+  }
+  if (!(await realPathInside(root, file).catch(() => false))) throw new HttpError(404, 'source not found');
+  const info = await stat(file).catch(() => undefined);
+  if (!info?.isFile()) throw new HttpError(404, 'source not found');
+  const range = parseRange(req.headers.range, info.size);
+  if (range === 'unsatisfiable') throw new HttpError(416, 'range not satisfiable', { 'content-range': `bytes */${info.size}` });
+  const headers: Record<string, string> = {
+    'content-type': 'application/octet-stream',
+    'accept-ranges': 'bytes',
+    'last-modified': info.mtime.toUTCString(),
+  };
+  if (range) {
+    res.writeHead(206, { ...headers, 'content-length': String(range.end - range.start + 1), 'content-range': `bytes ${range.start}-${range.end}/${info.size}` });
+  } else {
+    res.writeHead(200, { ...headers, 'content-length': String(info.size) });
+  }
+  if (req.method === 'HEAD' || info.size === 0) return void res.end();
+  await pipeline(createReadStream(file, { ...(range ?? {}), highWaterMark: 256 * 1024 }), res).catch(() => res.destroy());
+}
+
+const PASSED_HEADERS = ['content-type', 'content-length', 'content-range', 'accept-ranges', 'etag', 'last-modified'];
+
+/** Streams an HTTP source through, passing a Range on and the source's status (200, 206, 416) back. */
+async function proxyHttp(source: DataAddress, req: IncomingMessage, res: ServerResponse, signal: AbortSignal): Promise<void> {
+  const upstream = await fetch(source.endpoint, {
+    method: req.method === 'HEAD' ? 'HEAD' : 'GET',
+    // identity: lengths and ranges must be those of the bytes we pass on
+    headers: { ...headersOf(source), 'accept-encoding': 'identity', ...(req.headers.range ? { range: req.headers.range } : {}) },
+    redirect: 'error',
+    signal,
+  });
+  if (!upstream.ok && upstream.status !== 416) {
+    await upstream.arrayBuffer().catch(() => undefined);
+    throw new HttpError(502, `source answered HTTP ${upstream.status}`);
+  }
+  const headers: Record<string, string> = {};
+  for (const h of PASSED_HEADERS) {
+    const v = upstream.headers.get(h);
+    if (v) headers[h] = v;
+  }
+  res.writeHead(upstream.status, headers);
+  if (!upstream.body || req.method === 'HEAD') return void res.end();
+  await pipeline(Readable.fromWeb(upstream.body as import('node:stream/web').ReadableStream), res).catch(() => res.destroy());
+}
