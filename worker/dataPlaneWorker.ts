@@ -70,6 +70,10 @@ export async function startDataPlaneWorker(config: DataPlaneConfig, opts: { work
     connection: conn.native,
     namespace: config.temporal.namespace,
     taskQueue,
+    // Heartbeats carry cancellation (suspend, terminate) to a running transfer: send them at most a
+    // second apart rather than the SDK's 0.8 × heartbeat timeout, so a suspended push stops at once.
+    maxHeartbeatThrottleInterval: '1s',
+    defaultHeartbeatThrottleInterval: '1s',
     ...(opts.workflowBundle ? { workflowBundle: opts.workflowBundle } : { workflowsPath: DATA_PLANE_WORKFLOWS, bundlerOptions: { webpackConfigHook: bundlerOptions } }),
     activities: createDataPlaneActivities({
       config,

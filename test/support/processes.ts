@@ -6,7 +6,7 @@ import { REPO_ROOT } from '../../worker/temporalCli.js';
 export const children = new Set<ChildProcess>();
 
 /** Starts a worker entry point (`worker/<entry>.ts --config FILE`) as its own OS process; resolves once it polls. */
-export async function spawnWorker(entry: 'controlPlaneWorker' | 'dataPlaneWorker', configFile: string): Promise<ChildProcess> {
+export async function spawnWorker(entry: 'controlPlaneWorker' | 'dataPlaneWorker', configFile: string, timeoutMs = 120_000): Promise<ChildProcess> {
   const child = spawn(process.execPath, ['--import', 'tsx', path.join(REPO_ROOT, `worker/${entry}.ts`), '--config', configFile], {
     cwd: REPO_ROOT,
     stdio: ['ignore', 'pipe', 'pipe'],
@@ -21,6 +21,8 @@ export async function spawnWorker(entry: 'controlPlaneWorker' | 'dataPlaneWorker
     });
     child.stderr!.on('data', (d: Buffer) => (output += d.toString()));
     child.once('exit', (code) => reject(new Error(`${entry} exited (${code}) before polling:\n${output}`)));
+    // bounded: a worker that neither polls nor exits fails the test with what it printed
+    setTimeout(() => reject(new Error(`${entry} did not poll within ${timeoutMs} ms:\n${output}`)), timeoutMs).unref();
   });
   return child;
 }
