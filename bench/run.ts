@@ -3,13 +3,23 @@ import { createReadStream, createWriteStream } from 'node:fs';
 import { copyFile as fsCopyFile, mkdir, mkdtemp, open, rm, stat } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
+import { createServer } from 'node:http';
+import type { AddressInfo } from 'node:net';
+import { Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
+import { EdrTokens } from '../activities/pull/EdrTokens.js';
+import { PullSessions } from '../activities/pull/PullSessions.js';
 import { copyFile } from '../activities/transfer/FileTransfer.js';
+import { SecretBox } from '../src/secrets.js';
+import { startPublicApiServer } from '../worker/publicApiServer.js';
 
 /**
  * `npm run bench`: File→File throughput of the data plane's `copyFile` (sha256, fsync, atomic rename,
- * re-read verification) against two plain copies of the same file, measured in the same run and
- * interleaved so that disk and cache conditions hit every method alike.
+ * re-read verification) against two plain copies of the same file; and an HttpData pull through the
+ * data plane's public endpoint (token check, streamed File source) against a plain Node.js HTTP file
+ * server, both downloaded over loopback into a file. Measured in the same run and interleaved so that
+ * disk and cache conditions hit every method alike. (The pull's per-request check of the DataFlow is
+ * a Temporal query in production; here it answers in-process, so the ratio is that of the data path.)
  *
  *   BENCH_MB    file size in MiB (default 256)
  *   BENCH_REPS  measured repetitions per method (default 5; one extra warm-up round is discarded)
@@ -67,7 +77,11 @@ const mbps = (ms: number): number => bytes / 1e6 / (ms / 1000);
 
 async function main(): Promise<void> {
   const root = await mkdtemp(path.join(process.env.BENCH_DIR ?? os.tmpdir(), 'ferry-bench-'));
-  const cleanup = () => rm(root, { recursive: true, force: true });
+  const closers: (() => Promise<void>)[] = [];
+  const cleanup = async () => {
+    for (const close of closers) await close().catch(() => undefined);
+    await rm(root, { recursive: true, force: true });
+  };
   const onSignal = () => {
     void cleanup().finally(() => process.exit(130));
   };
@@ -81,6 +95,32 @@ async function main(): Promise<void> {
     console.log(`ferry bench: ${sizeMiB} MiB file, ${reps} runs per method (+1 warm-up), node ${process.version}, ${os.cpus().length} CPUs`);
     console.log(`temp dir ${root}`);
     await writeSource(source);
+
+    // the pull's public endpoint, and a plain file server as its baseline
+    const tokens = new EdrTokens(EdrTokens.deriveKey(SecretBox.generateKeyBase64()), 'bench-dp', 3_600_000);
+    const { token, claims } = await tokens.issue({ flowId: 'bench', workflowId: 'dataflow-bench' });
+    const api = await startPublicApiServer({
+      host: '127.0.0.1',
+      port: 0,
+      access: async () => ({ state: 'STARTED', liveTokenIds: [claims.tokenId], source: { endpointType: 'File', endpoint: 'src/data.bin', endpointProperties: [] } }),
+      tokens,
+      sessions: new PullSessions(),
+      secrets: new SecretBox(Buffer.alloc(32, 1)),
+      fileRoot: root,
+    });
+    const plain = createServer((_req, res) => {
+      res.writeHead(200, { 'content-length': String(bytes) });
+      void pipeline(createReadStream(source, { highWaterMark: 256 * 1024 }), res).catch(() => res.destroy());
+    });
+    await new Promise<void>((r) => plain.listen(0, '127.0.0.1', r));
+    closers.push(() => api.close(), () => new Promise<void>((r) => plain.close(() => r())));
+    const download = async (url: string, out: string, headers: Record<string, string> = {}) => {
+      const res = await fetch(url, { headers });
+      if (res.status !== 200 || !res.body) throw new Error(`GET ${url} answered ${res.status}`);
+      await pipeline(Readable.fromWeb(res.body as import('node:stream/web').ReadableStream), createWriteStream(out));
+      return out;
+    };
+    const plainUrl = `http://127.0.0.1:${(plain.address() as AddressInfo).port}/`;
 
     const methods: Method[] = [
       {
@@ -111,6 +151,14 @@ async function main(): Promise<void> {
           return out;
         },
       },
+      {
+        name: 'pull',
+        run: (i) => download(api.url, path.join(root, 'out', `pull-${i}.bin`), { authorization: token }),
+      },
+      {
+        name: 'http',
+        run: (i) => download(plainUrl, path.join(root, 'out', `http-${i}.bin`)),
+      },
     ];
 
     const samples = new Map<string, number[]>(methods.map((m) => [m.name, []]));
@@ -138,7 +186,11 @@ async function main(): Promise<void> {
     for (const r of rows) console.log(`${r.method.padEnd(12)} ${fmt(r.medianMBps)} ${fmt(r.minMBps)} ${fmt(r.maxMBps)}`);
 
     const by = Object.fromEntries(rows.map((r) => [r.method, r.medianMBps]));
-    const ratios = { 'copyFile / pipeline': by.copyFile! / by.pipeline!, 'copyFile / fs.copyFile': by.copyFile! / by['fs.copyFile']! };
+    const ratios = {
+      'copyFile / pipeline': by.copyFile! / by.pipeline!,
+      'copyFile / fs.copyFile': by.copyFile! / by['fs.copyFile']!,
+      'pull / http': by.pull! / by.http!,
+    };
     console.log('');
     for (const [name, ratio] of Object.entries(ratios)) console.log(`${name.padEnd(24)} ${ratio.toFixed(2)}`);
     if (json) console.log(JSON.stringify({ sizeMiB, reps, node: process.version, results: rows, ratios }));

@@ -6,6 +6,7 @@ import { FileDestinationProvisioner } from '../activities/provisioners/FileDesti
 import { HttpProvisioner } from '../activities/provisioners/HttpProvisioner.js';
 import { EdrProvisioner } from '../activities/provisioners/EdrProvisioner.js';
 import { EdrTokens } from '../activities/pull/EdrTokens.js';
+import { PullSessions } from '../activities/pull/PullSessions.js';
 import { DataPlaneConfigSchema, type DataPlaneConfig } from '../src/config.js';
 import { dataPlaneTaskQueue } from '../src/ids.js';
 import type { Provisioner } from '../src/Provisioner.js';
@@ -13,7 +14,7 @@ import { SecretBox } from '../src/secrets.js';
 import { durationMs } from '../src/settings.js';
 import { bundlerOptions, DATA_PLANE_WORKFLOWS } from './bundle.js';
 import { callbackSigner, startCallbackServer } from './callbackServer.js';
-import { startPublicApiServer, type PublicApiServer } from './publicApiServer.js';
+import { pullAccessFrom, startPublicApiServer, type PublicApiServer } from './publicApiServer.js';
 import { connect, installRuntime, isMain, loadConfigFile, runMain, runWorker, untilSignal } from './runtime.js';
 
 /** A data-plane worker: one instance, its own task queue, its provisioners and its callback endpoint. */
@@ -54,17 +55,19 @@ export async function startDataPlaneWorker(config: DataPlaneConfig, opts: { work
     const api = config.publicApi;
     const key = api.tokenKey ? new Uint8Array(Buffer.from(api.tokenKey, 'base64')) : EdrTokens.deriveKey(config.secretKey);
     const tokens = new EdrTokens(key, config.instanceId, durationMs(api.tokenTtl));
+    const sessions = new PullSessions();
     publicApi = await startPublicApiServer({
       host: api.host,
       port: api.port,
       ...(api.publicUrl ? { basePath: new URL(api.publicUrl).pathname } : {}),
-      client: conn.client,
+      access: pullAccessFrom(conn.client),
       tokens,
+      sessions,
       secrets,
       fileRoot: config.fileRoot,
     });
     const publicUrl = api.publicUrl ?? publicApi.url;
-    provisioners.push(new EdrProvisioner({ publicUrl: () => publicUrl, tokens }));
+    provisioners.push(new EdrProvisioner({ publicUrl: () => publicUrl, tokens, sessions }));
   }
   const worker = await Worker.create({
     connection: conn.native,

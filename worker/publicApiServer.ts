@@ -8,6 +8,7 @@ import { WorkflowNotFoundError, type Client } from '@temporalio/client';
 import { headersOf } from '../activities/transfer/HttpTransfer.js';
 import { realPathInside } from '../activities/transfer/confinement.js';
 import { EdrTokenInvalid, type EdrTokens } from '../activities/pull/EdrTokens.js';
+import type { PullSessions } from '../activities/pull/PullSessions.js';
 import type { DataAddress } from '../src/DataAddress.js';
 import { pullAccessQuery, type PullAccess } from '../src/DataFlow.js';
 import { FileAddressError, resolveInRoot } from '../src/FileAddress.js';
@@ -31,8 +32,11 @@ export interface PublicApiOptions {
   port: number;
   /** The path the endpoint is served at (that of the configured public URL); `/` by default. */
   basePath?: string;
-  client: Client;
+  /** Whether the flow's tokens are live, and its source: the DataFlow's answer (`pullAccessFrom`); undefined when there is no such flow. */
+  access(workflowId: string): Promise<PullAccess | undefined>;
   tokens: EdrTokens;
+  /** Responses under way, so a revoked token's streams are cut. */
+  sessions: PullSessions;
   secrets: SecretBox;
   /** File sources lie under this root. */
   fileRoot: string;
@@ -52,11 +56,23 @@ class HttpError extends Error {
 
 const unauthorized = (why: string) => new HttpError(401, why, { 'www-authenticate': `Bearer error="invalid_token", error_description="${why}"` });
 
+/** The access check of a real deployment: a query on the flow's DataFlow workflow. */
+export const pullAccessFrom =
+  (client: Client) =>
+  async (workflowId: string): Promise<PullAccess | undefined> => {
+    try {
+      return await client.workflow.getHandle(workflowId).query(pullAccessQuery);
+    } catch (e) {
+      if (e instanceof WorkflowNotFoundError) return undefined;
+      throw e;
+    }
+  };
+
 export async function startPublicApiServer(opts: PublicApiOptions): Promise<PublicApiServer> {
   const base = trimSlash(opts.basePath ?? '') || '/';
 
   /** The flow this request may read: a live token of a STARTED DataFlow. */
-  const authorize = async (req: IncomingMessage): Promise<DataAddress> => {
+  const authorize = async (req: IncomingMessage): Promise<{ source: DataAddress; tokenId: string }> => {
     const header = req.headers.authorization ?? '';
     // EDC's consumers send the EDR token bare; others say "Bearer"
     const token = header.replace(/^Bearer\s+/i, '').trim();
@@ -68,23 +84,24 @@ export async function startPublicApiServer(opts: PublicApiOptions): Promise<Publ
       if (e instanceof EdrTokenInvalid) throw unauthorized(e.message);
       throw e;
     }
-    let access: PullAccess;
+    let access: PullAccess | undefined;
     try {
-      access = await opts.client.workflow.getHandle(claims.workflowId).query(pullAccessQuery);
-    } catch (e) {
-      if (e instanceof WorkflowNotFoundError) throw new HttpError(403, 'token revoked');
+      access = await opts.access(claims.workflowId);
+    } catch {
       throw new HttpError(503, 'cannot check the token now');
     }
+    if (!access) throw new HttpError(403, 'token revoked');
     if (access.state !== 'STARTED' || !access.liveTokenIds.includes(claims.tokenId)) throw new HttpError(403, 'token revoked');
     if (!access.source) throw new HttpError(503, 'the flow has no source');
-    return opts.secrets.open(access.source);
+    return { source: opts.secrets.open(access.source), tokenId: claims.tokenId };
   };
 
   const handle = async (req: IncomingMessage, res: ServerResponse): Promise<void> => {
     const path = trimSlash(new URL(req.url ?? '/', 'http://x').pathname) || '/';
     if (path !== base) throw new HttpError(404, 'not found');
     if (req.method !== 'GET' && req.method !== 'HEAD') throw new HttpError(405, 'method not allowed', { allow: 'GET, HEAD' });
-    const source = await authorize(req);
+    const { source, tokenId } = await authorize(req);
+    opts.sessions.track(tokenId, res);
     const abort = new AbortController();
     res.on('close', () => abort.abort());
     if (source.endpointType === 'File') return serveFile(opts.fileRoot, source, req, res);

@@ -1,12 +1,13 @@
 import { HTTP_EDR_ENDPOINT_TYPE, isUnissuedEdr, property, type DataAddress } from '../../src/DataAddress.js';
 import type { DeprovisionRequest, ProvisionRequest, ProvisionResult, Provisioner, ProvisionSide, Role } from '../../src/Provisioner.js';
 import type { EdrTokens } from '../pull/EdrTokens.js';
+import type { PullSessions } from '../pull/PullSessions.js';
 
 /**
  * Issues the endpoint data reference of a provider's pull: our public endpoint plus a fresh token
  * for this flow. It rewrites the pull's destination (an unissued EDR) into the real one. Release
- * revokes the token: the public endpoint serves only tokens whose provision the DataFlow still holds,
- * so there is nothing to undo outside the workflow.
+ * revokes the token: the public endpoint serves only tokens whose provision the DataFlow still holds
+ * (so revocation survives any restart), and the release cuts the responses still streaming under it.
  *
  * The EDR's properties follow EDC's: `authorization` (the token, sealed in histories like every
  * credential), `authType` bearer, and `expiresAt` (ISO time) so the consumer knows when to stop.
@@ -19,6 +20,7 @@ export class EdrProvisioner implements Provisioner {
       /** The public endpoint consumers fetch from. */
       publicUrl: () => string;
       tokens: EdrTokens;
+      sessions: PullSessions;
     },
   ) {}
 
@@ -44,7 +46,9 @@ export class EdrProvisioner implements Provisioner {
     };
   }
 
-  async deprovision(_req: DeprovisionRequest): Promise<{ pending: boolean }> {
-    return { pending: false }; // the DataFlow marks the resource released: that is the revocation
+  async deprovision(req: DeprovisionRequest): Promise<{ pending: boolean }> {
+    // the DataFlow marks the resource released, which refuses new requests; cut those under way
+    if (req.resource.tokenId) this.opts.sessions.revoke(req.resource.tokenId);
+    return { pending: false };
   }
 }

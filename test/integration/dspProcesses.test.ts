@@ -265,12 +265,27 @@ describe('two deployments over DSP: pull', () => {
       const e = await consumer.edr('consumer', processId);
       return e && property(e, 'authorization') !== property(edr, 'authorization') ? e : undefined;
     });
-    const live = await peek(renewed);
+    // a subscriber stays connected to the live stream ...
+    const live = await fetch(renewed.endpoint, { headers: { authorization: property(renewed, 'authorization')! } });
     expect(live.status).toBe(200);
-    expect(live.bytes).toBeGreaterThan(0);
+    const reader = live.body!.getReader();
+    expect((await reader.read()).value?.length).toBeGreaterThan(0);
 
     await consumer.terminate('consumer', processId, 'unsubscribed');
     expect(await provider.result('provider', providerPid)).toEqual({ state: 'TERMINATED', reason: 'terminated by counterparty: unsubscribed' });
+    // ... until the release revokes its token: then the provider hangs up on it
+    const cut = await Promise.race([
+      (async () => {
+        try {
+          while (!(await reader.read()).done);
+          return 'ended';
+        } catch {
+          return 'cut';
+        }
+      })(),
+      new Promise((r) => setTimeout(() => r('still streaming'), 15_000)),
+    ]);
+    expect(cut).not.toBe('still streaming');
     expect((await consumer.result('consumer', processId)).state).toBe('TERMINATED');
     expect((await fetchWith(renewed)).status).toBe(403);
   });
