@@ -61,7 +61,7 @@ describe('ferry CLI', () => {
     const top = await ferry('--help');
     expect(top.code).toBe(0);
     expect(top.stdout).toMatch(/Usage: ferry <command>/);
-    for (const command of ['start', 'status', 'suspend', 'resume', 'terminate', 'wait']) expect(top.stdout).toContain(command);
+    for (const command of ['start', 'status', 'suspend', 'resume', 'terminate', 'complete', 'approve', 'edr', 'wait']) expect(top.stdout).toContain(command);
 
     const start = await ferry('start', '--help');
     expect(start.code).toBe(0);
@@ -94,6 +94,28 @@ describe('ferry CLI', () => {
     // Visibility may trail the start by a moment.
     await expect.poll(workflowIds, { timeout: 10_000, interval: 200 }).toEqual(['transfer-consumer-valid-1']);
     await env.client.workflow.getHandle('transfer-consumer-valid-1').terminate('test cleanup');
+  });
+
+  it('a pull takes no --dest: one given is refused (exit 2, nothing started); without one it starts', async () => {
+    const pull = REQUEST.map((a) => (a === 'File-PUSH' ? 'HttpData-PULL' : a));
+    const refused = await ferry('start', ...pull, '--dest', 'consumer/inbox', '--process-id', 'pull-dest', '--address', address);
+    expect(refused.code).toBe(2);
+    expect(refused.stderr).toContain('HttpData-PULL takes no dataDestination');
+    await expect(env.client.workflow.getHandle('transfer-consumer-pull-dest').describe()).rejects.toThrow(/not found/i);
+
+    const started = await ferry('start', ...pull, '--process-id', 'pull-1', '--address', address);
+    expect(started.stderr).toBe('');
+    expect(started.code).toBe(0);
+    const description = await env.client.workflow.getHandle('transfer-consumer-pull-1').describe();
+    expect(description.type).toBe('transferProcessWorkflow');
+    await env.client.workflow.getHandle('transfer-consumer-pull-1').terminate('test cleanup');
+  });
+
+  it('edr without a key to open the token is a usage error', async () => {
+    const run = await ferry('edr', 'consumer', 'pull-1', '--address', address);
+    expect(run.code).toBe(2);
+    expect(run.stderr).toContain('pass --secret-key-file');
+    noStackTrace(run.stderr);
   });
 
   it('an unknown command prints the usage and exits 2', async () => {

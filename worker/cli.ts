@@ -207,7 +207,7 @@ function parseJsonOption(value: string, name: string): unknown {
 
 const start: Command = {
   summary: 'start a consumer transfer',
-  usage: `Usage: ferry start --connector ID --counterparty ADDR --agreement ID --asset ID (--dest PATH | --dest-json JSON) [options]
+  usage: `Usage: ferry start --connector ID --counterparty ADDR --agreement ID --asset ID [--type TYPE] (--dest PATH | --dest-json JSON) [options]
 
 Starts a consumer TransferProcess. The request is checked in full first: an invalid one starts nothing (exit 2).
 
@@ -216,7 +216,8 @@ Options:
   --counterparty ADDR     the provider's connector, e.g. temporal://provider
   --agreement ID          contract agreement id
   --asset ID              asset id
-  --type TYPE             transfer type (default File-PUSH)
+  --type TYPE             File-PUSH (default), HttpData-PUSH or HttpData-PULL (a pull takes no destination:
+                          fetch with the EDR the provider sends, see \`ferry edr\`)
   --dest PATH             File destination: a relative path inside the data plane's file root
   --dest-json JSON        any destination as a DataAddress: {"endpointType":…,"endpoint":…,"endpointProperties":[…]}
   --process-id ID         process id (default: random); the same id twice reaches the same transfer
@@ -364,6 +365,7 @@ export function formatStatus(st: TransferProcessStatus): string {
     ['data flow', st.dataFlowId],
     ['destination', formatAddress(st.dataDestination)],
   ];
+  if (st.edr) rows.push(['edr', formatAddress(st.edr)]);
   if (st.reason) rows.push(['reason', st.reason]);
   if (st.error) rows.push(['error', st.error]);
   const width = Math.max(...rows.map(([k]) => k.length));

@@ -34,13 +34,13 @@ export function demoConfigs(opts: { temporal: { address: string; namespace: stri
   const consumer: ControlPlaneConfig = ControlPlaneConfigSchema.parse({
     connectorId: 'consumer',
     temporal: opts.temporal,
-    dataPlanes: [{ id: 'consumer-dp-1', transferTypes: ['File-PUSH'] }],
+    dataPlanes: [{ id: 'consumer-dp-1', transferTypes: ['File-PUSH', 'HttpData-PULL'] }],
     secretKey: opts.secretKey,
   });
   const provider: ControlPlaneConfig = ControlPlaneConfigSchema.parse({
     connectorId: 'provider',
     temporal: opts.temporal,
-    dataPlanes: [{ id: 'provider-dp-1', transferTypes: ['File-PUSH'] }],
+    dataPlanes: [{ id: 'provider-dp-1', transferTypes: ['File-PUSH', 'HttpData-PULL'] }],
     assets: { [DEMO_ASSET]: { endpointType: 'File', endpoint: path.join(opts.fileRoot, 'provider', 'assets', 'demo.bin') } },
     secretKey: opts.secretKey,
   });
@@ -56,6 +56,8 @@ export function demoConfigs(opts: { temporal: { address: string; namespace: stri
     temporal: opts.temporal,
     fileRoot: opts.fileRoot,
     provisioners: [],
+    // pulls: EDRs point at this endpoint (a free port; the EDR carries its URL)
+    publicApi: { host: '127.0.0.1', port: 0 },
     secretKey: opts.secretKey,
   });
   return { consumer, provider, consumerDp, providerDp, providerAddress: inClusterAddress('provider') };
