@@ -2,6 +2,7 @@ import { ApplicationFailure, Context } from '@temporalio/activity';
 import { WorkflowNotFoundError, type Client } from '@temporalio/client';
 import type { DataAddress } from '../src/DataAddress.js';
 import type { DataPlaneConfig } from '../src/config.js';
+import { isUnder } from '../src/dsp.js';
 import { FileAddressError } from '../src/FileAddress.js';
 import { ProvisionRejected, type DeprovisionReason, type Provisioner, type ProvisionResult, type ProvisionSide, type Role } from '../src/Provisioner.js';
 import type { SecretBox } from '../src/secrets.js';
@@ -91,7 +92,14 @@ export function createDataPlaneActivities(deps: DataPlaneDeps) {
         const { bytes, sha256 } = await nonRetryable(() => copyFile({ ...common, resumeFrom }));
         return { bytes, sha256 };
       }
-      if (destination.endpointType === 'HttpData') return nonRetryable(() => pushHttp(common));
+      if (destination.endpointType === 'HttpData') {
+        const allowed = config.allowedHttpDestinations;
+        if (allowed && !allowed.some((prefix) => isUnder(destination.endpoint, prefix))) {
+          const where = URL.canParse(destination.endpoint) ? new URL(destination.endpoint).origin : 'an invalid URL';
+          throw ApplicationFailure.nonRetryable(`HttpData destination ${where} is not allowed by data plane ${config.instanceId}`, 'DestinationNotAllowed');
+        }
+        return nonRetryable(() => pushHttp(common));
+      }
       throw ApplicationFailure.nonRetryable(`transfer ${source.endpointType} -> ${destination.endpointType} is not supported by this data plane`);
     },
 

@@ -59,6 +59,11 @@ export const DataPlaneConfigSchema = z.object({
       tokenKey: z.string().min(1).optional(),
     })
     .optional(),
+  /**
+   * Where an HttpData push may send (a consumer names the destination): URL prefixes, matched on
+   * whole path segments. Absent: anywhere. Set it on data planes that can reach internal services.
+   */
+  allowedHttpDestinations: z.array(z.url()).min(1).optional(),
   /** Cap transfer bandwidth (bytes/s) per flow. */
   rateLimitBytesPerSec: z.number().int().positive().optional(),
   dataFlow: DataFlowSettingsSchema.partial().default({}),

@@ -260,7 +260,8 @@ export async function dataFlowWorkflow(input: DataFlowInput): Promise<DataFlowRe
     }
     for (const side of ['source', 'destination'] as const) {
       const base = requested[side];
-      if (base && rewrites[side].length) effective[side] = mergeRewrites(base, rewrites[side]);
+      // an unissued EDR only instructs its provisioner (audience): the issued one replaces it whole
+      if (base && rewrites[side].length) effective[side] = mergeRewrites(isUnissuedEdr(base) ? { ...base, endpointProperties: [] } : base, rewrites[side]);
     }
     transition('PROVISIONED');
     if (op === 'start') {

@@ -18,6 +18,7 @@ let cluster: Cluster;
 let consumer: FerryClient;
 let provider: { ferry: FerryClient; client: import('@temporalio/client').Client };
 let providerUrl: string;
+let consumerUrl: string;
 let asset: { file: string; sha256: string };
 let bytes: Buffer;
 let httpSource: Server;
@@ -28,7 +29,7 @@ const TOKENS = { consumerToProvider: 'consumer-presents-this-token', providerToC
 beforeAll(async () => {
   cluster = await startCluster({ namespaces: ['consumer-ns', 'provider-ns'] });
   const [cPort, pPort] = [await freePort(), await freePort()];
-  const consumerUrl = `http://127.0.0.1:${cPort}/dsp`;
+  consumerUrl = `http://127.0.0.1:${cPort}/dsp`;
   providerUrl = `http://127.0.0.1:${pPort}/dsp`;
   asset = makeAsset(cluster.root, 'provider/assets/pull.bin', 4 * 1024 * 1024 + 7);
   bytes = readFileSync(asset.file);
@@ -121,6 +122,11 @@ describe('an HttpData pull over DSP', () => {
     const { edr, providerPid } = await startedPull('pull-1');
     expect(edr.endpointType).toBe(HTTP_EDR_ENDPOINT_TYPE);
     expect(property(edr, 'authType')).toBe('bearer');
+    expect(edr.endpointProperties.map((p) => p.name).sort()).toEqual(['authType', 'authorization', 'expiresAt']);
+    // a JWT for this flow, issued to the consumer (its DSP address), for the default ten minutes
+    const claims = JSON.parse(Buffer.from(property(edr, 'authorization')!.split('.')[1]!, 'base64url').toString()) as Record<string, unknown>;
+    expect(claims).toMatchObject({ aud: consumerUrl, flow: providerPid, sub: providerPid, iss: 'provider-dp' });
+    expect((claims.exp as number) - (claims.iat as number)).toBe(600);
     const whole = await fetchWith(edr);
     expect(whole.status).toBe(200);
     expect(whole.headers.get('accept-ranges')).toBe('bytes');
