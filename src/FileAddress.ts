@@ -55,3 +55,9 @@ export function isConfinedPath(endpoint: string): boolean {
   const normalised = path.posix.normalize(endpoint);
   return normalised !== '..' && !normalised.startsWith('../');
 }
+
+/**
+ * File address property: `false` means the destination directory must already exist (a provisioner
+ * made it) and is never created by a transfer; gone means released, and the transfer is refused.
+ */
+export const CREATE_DIRECTORY = 'createDirectory';

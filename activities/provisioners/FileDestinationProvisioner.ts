@@ -1,7 +1,7 @@
 import { readdir, rm, unlink } from 'node:fs/promises';
 import path from 'node:path';
-import type { DataAddress } from '../../src/DataAddress.js';
-import { FileAddressError, resolveInRoot } from '../../src/FileAddress.js';
+import { withProperty, type DataAddress } from '../../src/DataAddress.js';
+import { CREATE_DIRECTORY, FileAddressError, resolveInRoot } from '../../src/FileAddress.js';
 import { IdSchema } from '../../src/ids.js';
 import {
   ProvisionRejected,
@@ -52,7 +52,8 @@ export class FileDestinationProvisioner implements Provisioner {
     }
     if (!created) throw new ProvisionRejected(this.#symlinkEscape(request.address.endpoint));
     return {
-      address: { ...request.address, endpoint: dir },
+      // the directory exists until released: a push that only begins after the release must not make it again
+      address: withProperty({ ...request.address, endpoint: dir }, CREATE_DIRECTORY, 'false'),
       pending: false,
       resource: { path: dir },
     };

@@ -3,7 +3,7 @@ import { open, rename, stat, unlink, type FileHandle } from 'node:fs/promises';
 import path from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { property, type DataAddress } from '../../src/DataAddress.js';
-import { FileAddressError, resolveInRoot } from '../../src/FileAddress.js';
+import { CREATE_DIRECTORY, FileAddressError, resolveInRoot } from '../../src/FileAddress.js';
 import { mkdirInside, realPathInside } from './confinement.js';
 
 /**
@@ -78,7 +78,12 @@ export async function copyFile(opts: CopyFileOptions): Promise<CopyFileResult> {
   const escape = (endpoint: string) => new TransferRejected(`File endpoint ${JSON.stringify(endpoint)} leads outside the root through a symlink`);
   if (!(await realPathInside(root, sourcePath))) throw escape(source.endpoint);
   if (!sourceStat.isFile()) throw new TransferRejected(`source ${JSON.stringify(source.endpoint)} is not a regular file`);
-  if (!(await mkdirInside(root, destDir))) throw escape(destination.endpoint);
+  if (property(destination, CREATE_DIRECTORY) === 'false') {
+    // provisioned: it exists until released, so a missing one was released (the transfer ended meanwhile)
+    const dir = await stat(destDir).catch(() => undefined);
+    if (!dir?.isDirectory()) throw new TransferRejected(`destination directory ${JSON.stringify(destination.endpoint)} is gone (released)`);
+    if (!(await realPathInside(root, destDir))) throw escape(destination.endpoint);
+  } else if (!(await mkdirInside(root, destDir))) throw escape(destination.endpoint);
 
   const finalPath = path.join(destDir, name);
   const partPath = `${finalPath}.part`;

@@ -46,7 +46,12 @@ describe('FileDestinationProvisioner', () => {
   it('creates the per-flow directory, idempotently, and rewrites the address', async () => {
     const first = await provisioner.provision(request(file('inbox')));
     const dir = path.join(root, 'inbox', 'flow-1');
-    expect(first).toEqual({ address: { ...file('inbox'), endpoint: dir }, pending: false, resource: { path: dir } });
+    // the directory is made here, once: transfers must not make it again (createDirectory false)
+    expect(first).toEqual({
+      address: { ...file('inbox'), endpoint: dir, endpointProperties: [...file('inbox').endpointProperties, { name: 'createDirectory', value: 'false' }] },
+      pending: false,
+      resource: { path: dir },
+    });
     expect((await stat(dir)).isDirectory()).toBe(true);
     expect(await provisioner.provision(request(file(path.join(root, 'inbox'))))).toEqual(first);
   });

@@ -51,6 +51,15 @@ describe('copyFile', () => {
     expect(progress.length).toBeLessThanOrEqual(Math.ceil(content.length / (2 * MiB)) + 1);
   });
 
+  it('never makes a provisioned directory (createDirectory false): one that is gone was released', async () => {
+    await mkdir(path.join(root, 'inbox', 'flow-1'), { recursive: true });
+    const provisioned = addr('inbox/flow-1', { createDirectory: 'false' });
+    expect((await copyFile({ root, source: source(), destination: provisioned })).sha256).toBe(digest);
+    await rm(path.join(root, 'inbox', 'flow-1'), { recursive: true });
+    await expect(copyFile({ root, source: source(), destination: provisioned })).rejects.toThrow(new TransferRejected('destination directory "inbox/flow-1" is gone (released)'));
+    expect(await exists(path.join(root, 'inbox', 'flow-1'))).toBe(false);
+  });
+
   it('uses the destination fileName and copies empty files', async () => {
     const r = await copyFile({ root, source: source(), destination: addr(path.join(root, 'out'), { fileName: 'renamed.bin' }) });
     expect(r.file).toBe(path.join(root, 'out', 'renamed.bin'));
