@@ -53,8 +53,10 @@ export const DataPlaneConfigSchema = z.object({
       port: z.number().int().min(0).max(65535).default(0),
       /** The URL consumers reach it at (behind a proxy, say); the bound address otherwise. */
       publicUrl: z.url().optional(),
-      /** How long an issued token is valid. A resumed pull gets a new one. */
+      /** How long an issued access token is valid. A resumed pull gets a new one. */
       tokenTtl: DurationSchema.default('10m'),
+      /** How long a refresh token is valid; each refresh hands out a new pair, so a live pull never runs dry. */
+      refreshTtl: DurationSchema.default('1d'),
       /** base64 key (≥ 32 bytes) that signs EDR tokens; derived from secretKey when absent. */
       tokenKey: z.string().min(1).optional(),
     })

@@ -54,7 +54,7 @@ export async function startDataPlaneWorker(config: DataPlaneConfig, opts: { work
   if (config.publicApi) {
     const api = config.publicApi;
     const key = api.tokenKey ? new Uint8Array(Buffer.from(api.tokenKey, 'base64')) : EdrTokens.deriveKey(config.secretKey);
-    const tokens = new EdrTokens(key, config.instanceId, durationMs(api.tokenTtl));
+    const tokens = new EdrTokens(key, config.instanceId, durationMs(api.tokenTtl), durationMs(api.refreshTtl));
     const sessions = new PullSessions();
     publicApi = await startPublicApiServer({
       host: api.host,

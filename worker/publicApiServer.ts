@@ -7,7 +7,8 @@ import { pipeline } from 'node:stream/promises';
 import { WorkflowNotFoundError, type Client } from '@temporalio/client';
 import { headersOf } from '../activities/transfer/HttpTransfer.js';
 import { realPathInside } from '../activities/transfer/confinement.js';
-import { EdrTokenInvalid, type EdrTokens } from '../activities/pull/EdrTokens.js';
+import { EdrTokenInvalid, type EdrClaims, type EdrTokens, type TokenUse } from '../activities/pull/EdrTokens.js';
+import { refreshUrlOf } from '../activities/provisioners/EdrProvisioner.js';
 import type { PullSessions } from '../activities/pull/PullSessions.js';
 import type { DataAddress } from '../src/DataAddress.js';
 import { pullAccessQuery, type PullAccess } from '../src/DataFlow.js';
@@ -17,7 +18,8 @@ import type { SecretBox } from '../src/secrets.js';
 
 /**
  * The data plane's public endpoint for HttpData-PULL: a consumer fetches the source of a started
- * flow with the EDR token it was given. Each request checks the token (signature, expiry: 401) and
+ * flow with the EDR token it was given (`GET`), and renews that token with the EDR's refresh token
+ * (`POST …/refresh`). Each request checks the token (signature, expiry: 401) and
  * then asks the flow's DataFlow workflow whether that token is still live (not STARTED any more, or
  * released by deprovisioning: 403). Bodies stream through with single byte ranges; nothing is
  * buffered whole.
@@ -70,16 +72,17 @@ export const pullAccessFrom =
 
 export async function startPublicApiServer(opts: PublicApiOptions): Promise<PublicApiServer> {
   const base = trimSlash(opts.basePath ?? '') || '/';
+  const refreshPath = new URL(refreshUrlOf(`http://x${base}`)).pathname;
 
   /** The flow this request may read: a live token of a STARTED DataFlow. */
-  const authorize = async (req: IncomingMessage): Promise<{ source: DataAddress; tokenId: string }> => {
+  const authorize = async (req: IncomingMessage, use: TokenUse = 'access'): Promise<{ source: DataAddress; claims: EdrClaims }> => {
     const header = req.headers.authorization ?? '';
     // EDC's consumers send the EDR token bare; others say "Bearer"
     const token = header.replace(/^Bearer\s+/i, '').trim();
     if (!token) throw unauthorized('missing token');
     let claims;
     try {
-      claims = await opts.tokens.verify(token);
+      claims = await opts.tokens.verify(token, use);
     } catch (e) {
       if (e instanceof EdrTokenInvalid) throw unauthorized(e.message);
       throw e;
@@ -93,15 +96,32 @@ export async function startPublicApiServer(opts: PublicApiOptions): Promise<Publ
     if (!access) throw new HttpError(403, 'token revoked');
     if (access.state !== 'STARTED' || !access.liveTokenIds.includes(claims.tokenId)) throw new HttpError(403, 'token revoked');
     if (!access.source) throw new HttpError(503, 'the flow has no source');
-    return { source: opts.secrets.open(access.source), tokenId: claims.tokenId };
+    return { source: opts.secrets.open(access.source), claims };
   };
 
   const handle = async (req: IncomingMessage, res: ServerResponse): Promise<void> => {
     const path = trimSlash(new URL(req.url ?? '/', 'http://x').pathname) || '/';
+    if (path === refreshPath) {
+      if (req.method !== 'POST') throw new HttpError(405, 'method not allowed', { allow: 'POST' });
+      // a live refresh token buys a new pair under the same token id: a release still revokes both
+      const { claims } = await authorize(req, 'refresh');
+      const renewed = await opts.tokens.renew(claims);
+      res.writeHead(200, { 'content-type': 'application/json', 'cache-control': 'no-store' });
+      res.end(
+        JSON.stringify({
+          access_token: renewed.token,
+          token_type: 'Bearer',
+          expires_in: Math.round(opts.tokens.ttlMs / 1000),
+          expiresAt: renewed.claims.expiresAt.toISOString(),
+          refresh_token: renewed.refreshToken,
+        }),
+      );
+      return;
+    }
     if (path !== base) throw new HttpError(404, 'not found');
     if (req.method !== 'GET' && req.method !== 'HEAD') throw new HttpError(405, 'method not allowed', { allow: 'GET, HEAD' });
-    const { source, tokenId } = await authorize(req);
-    opts.sessions.track(tokenId, res);
+    const { source, claims } = await authorize(req);
+    opts.sessions.track(claims.tokenId, res);
     const abort = new AbortController();
     res.on('close', () => abort.abort());
     if (source.endpointType === 'File') return serveFile(opts.fileRoot, source, req, res);

@@ -10,8 +10,12 @@ import type { PullSessions } from '../pull/PullSessions.js';
  * (so revocation survives any restart), and the release cuts the responses still streaming under it.
  *
  * The EDR's properties follow EDC's: `authorization` (the token, sealed in histories like every
- * credential), `authType` bearer, and `expiresAt` (ISO time) so the consumer knows when to stop.
+ * credential), `authType` bearer, `expiresAt` (ISO time), and `refreshToken` (sealed too) with the
+ * `refreshEndpoint` that trades it for a new access token before that expires.
  */
+/** Where an EDR's refresh token is traded for a new access token. */
+export const refreshUrlOf = (endpoint: string): string => `${endpoint.replace(/\/+$/, '')}/refresh`;
+
 export class EdrProvisioner implements Provisioner {
   readonly name = 'edr';
 
@@ -30,15 +34,19 @@ export class EdrProvisioner implements Provisioner {
 
   async provision(req: ProvisionRequest): Promise<ProvisionResult> {
     const audience = property(req.address, 'audience');
-    const { token, claims } = await this.opts.tokens.issue({ flowId: req.flowId, workflowId: req.workflowId, ...(audience ? { audience } : {}) });
+    const { token, refreshToken, claims } = await this.opts.tokens.issue({ flowId: req.flowId, workflowId: req.workflowId, ...(audience ? { audience } : {}) });
+    const endpoint = this.opts.publicUrl();
     return {
       address: {
         endpointType: HTTP_EDR_ENDPOINT_TYPE,
-        endpoint: this.opts.publicUrl(),
+        endpoint,
         endpointProperties: [
           { name: 'authorization', value: token },
           { name: 'authType', value: 'bearer' },
           { name: 'expiresAt', value: claims.expiresAt.toISOString() },
+          // a pull that outlives the access token renews it here, for as long as the flow holds the EDR
+          { name: 'refreshToken', value: refreshToken },
+          { name: 'refreshEndpoint', value: refreshUrlOf(endpoint) },
         ],
       },
       pending: false,

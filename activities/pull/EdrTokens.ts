@@ -4,8 +4,9 @@ import { errors, jwtVerify, SignJWT } from 'jose';
 /**
  * The tokens of endpoint data references (EDRs): short-lived JWTs (HS256) that a data plane's public
  * endpoint issues and checks itself. A token names the DataFlow it opens (`flow`, `wf`), who it was
- * issued to (`aud`) and the issuing data-plane instance (`iss`); its `jti` is what deprovisioning
- * revokes. Signature and expiry are checked here; revocation is the DataFlow's word (see publicApiServer).
+ * issued to (`aud`), the issuing data-plane instance (`iss`) and its use (`use`: access or refresh);
+ * its `jti` is what deprovisioning revokes, for the access and refresh tokens alike. Signature and
+ * expiry are checked here; revocation is the DataFlow's word (see publicApiServer).
  */
 export interface EdrClaims {
   tokenId: string;
@@ -27,6 +28,16 @@ const ALG = 'HS256';
 /** The audience of a token issued without one (a pull started with no counterparty named). */
 export const ANY_AUDIENCE = 'urn:ferry:any';
 
+/** An access token opens the data; a refresh token (longer-lived) only buys a new access token. */
+export type TokenUse = 'access' | 'refresh';
+
+export interface IssuedEdrTokens {
+  token: string;
+  refreshToken: string;
+  claims: EdrClaims;
+  refreshExpiresAt: Date;
+}
+
 export class EdrTokens {
   readonly #key: Uint8Array;
 
@@ -35,6 +46,7 @@ export class EdrTokens {
     /** The issuing data-plane instance: a token only opens flows on the instance that issued it. */
     readonly issuer: string,
     readonly ttlMs: number,
+    readonly refreshTtlMs: number = 24 * 3_600_000,
   ) {
     if (key.length < 32) throw new Error('EDR signing key must have at least 32 bytes');
     this.#key = new Uint8Array(key);
@@ -45,31 +57,41 @@ export class EdrTokens {
     return new Uint8Array(hkdfSync('sha256', Buffer.from(secretKeyBase64, 'base64'), Buffer.alloc(0), 'ferry-edr-v1', 32));
   }
 
-  async issue(req: { flowId: string; workflowId: string; audience?: string }, now = new Date()): Promise<{ token: string; claims: EdrClaims }> {
-    const tokenId = randomUUID();
+  /** A fresh token pair for a flow, under a new token id (what a release revokes). */
+  issue(req: { flowId: string; workflowId: string; audience?: string }, now = new Date()): Promise<IssuedEdrTokens> {
+    return this.renew({ tokenId: randomUUID(), flowId: req.flowId, workflowId: req.workflowId, audience: req.audience ?? ANY_AUDIENCE }, now);
+  }
+
+  /** New expiries for the same token id: a long pull stays open while its provision is held, and a release still revokes it. */
+  async renew(claims: Omit<EdrClaims, 'expiresAt'>, now = new Date()): Promise<IssuedEdrTokens> {
     const expiresAt = new Date(now.getTime() + this.ttlMs);
-    const audience = req.audience ?? ANY_AUDIENCE;
-    const token = await new SignJWT({ flow: req.flowId, wf: req.workflowId })
+    const refreshExpiresAt = new Date(now.getTime() + this.refreshTtlMs);
+    const [token, refreshToken] = await Promise.all([this.#sign(claims, 'access', now, expiresAt), this.#sign(claims, 'refresh', now, refreshExpiresAt)]);
+    return { token, refreshToken, claims: { ...claims, expiresAt }, refreshExpiresAt };
+  }
+
+  #sign(claims: Omit<EdrClaims, 'expiresAt'>, use: TokenUse, now: Date, expiresAt: Date): Promise<string> {
+    return new SignJWT({ flow: claims.flowId, wf: claims.workflowId, use })
       .setProtectedHeader({ alg: ALG, typ: 'JWT' })
       .setIssuer(this.issuer)
-      .setAudience(audience)
-      .setSubject(req.flowId)
-      .setJti(tokenId)
+      .setAudience(claims.audience)
+      .setSubject(claims.flowId)
+      .setJti(claims.tokenId)
       .setIssuedAt(Math.floor(now.getTime() / 1000))
       .setExpirationTime(Math.floor(expiresAt.getTime() / 1000))
       .sign(this.#key);
-    return { token, claims: { tokenId, flowId: req.flowId, workflowId: req.workflowId, audience, expiresAt } };
   }
 
-  /** The claims of a token this instance issued and that has not expired; EdrTokenInvalid otherwise. */
-  async verify(token: string, now = new Date()): Promise<EdrClaims> {
+  /** The claims of a token of `use` this instance issued and that has not expired; EdrTokenInvalid otherwise. */
+  async verify(token: string, use: TokenUse = 'access', now = new Date()): Promise<EdrClaims> {
     try {
       const { payload } = await jwtVerify(token, this.#key, { algorithms: [ALG], issuer: this.issuer, currentDate: now, clockTolerance: 0 });
-      const { flow, wf, jti, aud, exp } = payload as { flow?: unknown; wf?: unknown; jti?: unknown; aud?: unknown; exp?: number };
-      if (typeof flow !== 'string' || typeof wf !== 'string' || typeof jti !== 'string' || typeof aud !== 'string' || !exp) {
+      const p = payload as { flow?: unknown; wf?: unknown; jti?: unknown; aud?: unknown; exp?: number; use?: unknown };
+      if (typeof p.flow !== 'string' || typeof p.wf !== 'string' || typeof p.jti !== 'string' || typeof p.aud !== 'string' || !p.exp) {
         throw new EdrTokenInvalid('token lacks its flow claims');
       }
-      return { tokenId: jti, flowId: flow, workflowId: wf, audience: aud, expiresAt: new Date(exp * 1000) };
+      if (p.use !== use) throw new EdrTokenInvalid(`not ${use === 'access' ? 'an' : 'a'} ${use} token`);
+      return { tokenId: p.jti, flowId: p.flow, workflowId: p.wf, audience: p.aud, expiresAt: new Date(p.exp * 1000) };
     } catch (e) {
       if (e instanceof EdrTokenInvalid) throw e;
       if (e instanceof errors.JWTExpired) throw new EdrTokenInvalid('token expired');

@@ -122,7 +122,8 @@ describe('an HttpData pull over DSP', () => {
     const { edr, providerPid } = await startedPull('pull-1');
     expect(edr.endpointType).toBe(HTTP_EDR_ENDPOINT_TYPE);
     expect(property(edr, 'authType')).toBe('bearer');
-    expect(edr.endpointProperties.map((p) => p.name).sort()).toEqual(['authType', 'authorization', 'expiresAt']);
+    expect(edr.endpointProperties.map((p) => p.name).sort()).toEqual(['authType', 'authorization', 'expiresAt', 'refreshEndpoint', 'refreshToken']);
+    expect(property(edr, 'refreshEndpoint')).toBe(`${edr.endpoint}/refresh`);
     // a JWT for this flow, issued to the consumer (its DSP address), for the default ten minutes
     const claims = JSON.parse(Buffer.from(property(edr, 'authorization')!.split('.')[1]!, 'base64url').toString()) as Record<string, unknown>;
     expect(claims).toMatchObject({ aud: consumerUrl, flow: providerPid, sub: providerPid, iss: 'provider-dp' });
@@ -147,10 +148,25 @@ describe('an HttpData pull over DSP', () => {
     const tampered = `${token.slice(0, -2)}${token.endsWith('A') ? 'B' : 'A'}${token.slice(-1)}`;
     expect((await fetchWith({ ...edr, endpointProperties: [{ name: 'authorization', value: tampered }] })).status).toBe(401);
 
+    // a pull that outlives its access token renews it: a new token for the same grant
+    const refresh = (token: string) => fetch(property(edr, 'refreshEndpoint')!, { method: 'POST', headers: { authorization: `Bearer ${token}` } });
+    const renewedRes = await refresh(property(edr, 'refreshToken')!);
+    expect(renewedRes.status).toBe(200);
+    const renewed = (await renewedRes.json()) as { access_token: string; refresh_token: string; expires_in: number; token_type: string };
+    expect(renewed).toMatchObject({ token_type: 'Bearer', expires_in: 600 });
+    const withRenewed = { ...edr, endpointProperties: [{ name: 'authorization', value: renewed.access_token }] };
+    expect((await fetchWith(withRenewed, { range: 'bytes=0-0' })).status).toBe(206);
+    // tokens keep to their use
+    expect((await refresh(token)).status).toBe(401);
+    expect((await fetchWith({ ...edr, endpointProperties: [{ name: 'authorization', value: renewed.refresh_token }] })).status).toBe(401);
+
     await consumer.complete('consumer', 'pull-1');
     expect(await consumer.result('consumer', 'pull-1')).toEqual({ state: 'COMPLETED', reason: 'transfer completed' });
     expect(await provider.ferry.result('provider', providerPid)).toEqual({ state: 'COMPLETED', reason: 'transfer completed' });
     expect((await fetchWith(edr)).status).toBe(403);
+    // the release revoked the whole grant: renewed tokens and refresh tokens too
+    expect((await fetchWith(withRenewed)).status).toBe(403);
+    expect((await refresh(renewed.refresh_token)).status).toBe(403);
     expect(statesOf(await provider.ferry.status('provider', providerPid))).toEqual(['INITIAL', 'STARTUP_REQUESTED', 'STARTING', 'STARTED', 'COMPLETING', 'COMPLETED']);
 
     // The token is in no history in plain: not the consumer's, not the provider's, not their data flows'.
@@ -163,6 +179,7 @@ describe('an HttpData pull over DSP', () => {
       const payloads = await historyPayloads(client, id);
       expect(payloads).not.toContain(token);
       expect(payloads).not.toContain(token.split('.')[2]);
+      expect(payloads).not.toContain(property(edr, 'refreshToken')!.split('.')[2]);
     }
     // queries mask it too
     expect(JSON.stringify(await consumer.status('consumer', 'pull-1'))).not.toContain(token);

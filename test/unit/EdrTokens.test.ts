@@ -13,8 +13,24 @@ describe('EDR tokens', () => {
     const b = await tokens.issue(flow, now);
     expect(a.claims.tokenId).not.toBe(b.claims.tokenId);
     expect(a.claims.expiresAt.toISOString()).toBe('2026-01-01T00:01:00.000Z');
-    expect(await tokens.verify(a.token, new Date(now.getTime() + 59_000))).toEqual(a.claims);
-    await expect(tokens.verify(a.token, new Date(now.getTime() + 61_000))).rejects.toThrow(new EdrTokenInvalid('token expired'));
+    expect(await tokens.verify(a.token, 'access', new Date(now.getTime() + 59_000))).toEqual(a.claims);
+    await expect(tokens.verify(a.token, 'access', new Date(now.getTime() + 61_000))).rejects.toThrow(new EdrTokenInvalid('token expired'));
+  });
+
+  it('keeps access and refresh tokens apart; a renewal keeps the token id (what a release revokes) and moves the expiry', async () => {
+    const now = new Date('2026-01-01T00:00:00Z');
+    const issued = await tokens.issue(flow, now);
+    await expect(tokens.verify(issued.refreshToken, 'access', now)).rejects.toThrow(new EdrTokenInvalid('not an access token'));
+    await expect(tokens.verify(issued.token, 'refresh', now)).rejects.toThrow(new EdrTokenInvalid('not a refresh token'));
+    const refreshClaims = await tokens.verify(issued.refreshToken, 'refresh', new Date(now.getTime() + 3_600_000));
+    expect(refreshClaims.tokenId).toBe(issued.claims.tokenId);
+    const later = new Date(now.getTime() + 3_600_000);
+    const renewed = await tokens.renew(refreshClaims, later);
+    expect(renewed.claims.tokenId).toBe(issued.claims.tokenId);
+    expect(renewed.claims.expiresAt.toISOString()).toBe('2026-01-01T01:01:00.000Z');
+    expect((await tokens.verify(renewed.token, 'access', later)).tokenId).toBe(issued.claims.tokenId);
+    // the refresh token lives a day by default
+    await expect(tokens.verify(issued.refreshToken, 'refresh', new Date(now.getTime() + 25 * 3_600_000))).rejects.toThrow(new EdrTokenInvalid('token expired'));
   });
 
   it('refuses a token of another key, another instance, or a tampered one', async () => {
