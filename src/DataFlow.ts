@@ -104,6 +104,8 @@ export interface PullAccess {
   source?: DataAddress;
 }
 export const pullAccessQuery = defineQuery<PullAccess>('pullAccess');
+/** The provisioner that issues pulls' EDRs: its held resources are the live tokens. */
+export const EDR_PROVISIONER = 'edr';
 
 export const DataFlowStateAttr = defineSearchAttributeKey('FerryDataFlowState', 'KEYWORD');
 

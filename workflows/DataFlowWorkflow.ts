@@ -18,6 +18,7 @@ import {
   dataFlowStatusQuery,
   DataFlowStateAttr,
   deprovisionReasonFor,
+  EDR_PROVISIONER,
   prepareUpdate,
   provisionerCallbackSignal,
   pullAccessQuery,
@@ -84,7 +85,6 @@ export async function dataFlowWorkflow(input: DataFlowInput): Promise<DataFlowRe
   let handlerLock = false;
   /** A provider's pull: no bytes are pushed; the consumer fetches through our public endpoint with an EDR. */
   let pull = false;
-  const EDR_PROVISIONER = 'edr';
 
   const transition = (to: DataFlowState, note?: string): void => {
     assertTransition('DataFlow', DATA_FLOW_TRANSITIONS, state, to);

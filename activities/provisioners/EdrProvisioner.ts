@@ -1,3 +1,4 @@
+import { EDR_PROVISIONER } from '../../src/DataFlow.js';
 import { HTTP_EDR_ENDPOINT_TYPE, isUnissuedEdr, property, type DataAddress } from '../../src/DataAddress.js';
 import type { DeprovisionRequest, ProvisionRequest, ProvisionResult, Provisioner, ProvisionSide, Role } from '../../src/Provisioner.js';
 import type { EdrTokens } from '../pull/EdrTokens.js';
@@ -17,7 +18,7 @@ import type { PullSessions } from '../pull/PullSessions.js';
 export const refreshUrlOf = (endpoint: string): string => `${endpoint.replace(/\/+$/, '')}/refresh`;
 
 export class EdrProvisioner implements Provisioner {
-  readonly name = 'edr';
+  readonly name = EDR_PROVISIONER;
 
   constructor(
     private readonly opts: {

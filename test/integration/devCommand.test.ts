@@ -1,10 +1,9 @@
-import { spawn } from 'node:child_process';
 import { mkdtempSync, rmSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
-import { REPO_ROOT } from '../../worker/temporalCli.js';
 import { freePort } from '../support/cluster.js';
+import { runScript } from '../support/processes.js';
 
 /** The README's main command, `npm run dev`, run for real (with --once so it ends by itself). */
 const dataDir = mkdtempSync(path.join(os.tmpdir(), 'ferry-dev-'));
@@ -12,14 +11,7 @@ afterAll(() => rmSync(dataDir, { recursive: true, force: true }));
 
 async function runDev(): Promise<{ code: number | null; output: string }> {
   const [port, uiPort] = [await freePort(), await freePort()];
-  const child = spawn(process.execPath, ['--import', 'tsx', 'worker/dev.ts', '--once', '--port', String(port), '--ui-port', String(uiPort), '--data', dataDir], {
-    cwd: REPO_ROOT,
-    stdio: ['ignore', 'pipe', 'pipe'],
-  });
-  let output = '';
-  child.stdout.on('data', (d: Buffer) => (output += d.toString()));
-  child.stderr.on('data', (d: Buffer) => (output += d.toString()));
-  const code = await new Promise<number | null>((resolve) => child.on('exit', resolve));
+  const { code, output } = await runScript('worker/dev.ts', ['--once', '--port', String(port), '--ui-port', String(uiPort), '--data', dataDir]);
   return { code, output: output.replaceAll(String(uiPort), 'UI_PORT') };
 }
 

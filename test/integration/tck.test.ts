@@ -1,8 +1,7 @@
-import { spawn, spawnSync } from 'node:child_process';
-import path from 'node:path';
+import { spawnSync } from 'node:child_process';
 import { describe, expect, it } from 'vitest';
-import { REPO_ROOT } from '../../worker/temporalCli.js';
 import { freePort } from '../support/cluster.js';
+import { runScript } from '../support/processes.js';
 
 /**
  * `npm run tck` end to end: the real Eclipse DSP TCK (Java, jars fetched by Maven on first use)
@@ -13,15 +12,7 @@ const hasJava = !spawnSync('java', ['-version']).error;
 
 describe.skipIf(!hasJava)('the DSP TCK (transfer process, TP and TP_C)', () => {
   it('passes every enabled test', { timeout: 600_000 }, async () => {
-    const port = await freePort();
-    const child = spawn(process.execPath, ['--import', 'tsx', path.join(REPO_ROOT, 'test/tck/run.ts'), '--tck-port', String(port)], {
-      cwd: REPO_ROOT,
-      stdio: ['ignore', 'pipe', 'pipe'],
-    });
-    let output = '';
-    child.stdout.on('data', (d: Buffer) => (output += d.toString()));
-    child.stderr.on('data', (d: Buffer) => (output += d.toString()));
-    const code = await new Promise<number | null>((resolve) => child.once('close', resolve));
+    const { code, output } = await runScript('test/tck/run.ts', ['--tck-port', String(await freePort())]);
     const last = output.trim().split('\n').at(-1) ?? '';
     // 32 tests in the two groups; TP:02-04 and TP_C:02-04 are @Disabled in the TCK itself
     expect(last, output.slice(-4000)).toBe('30 passed, 0 failed, 2 skipped');

@@ -30,3 +30,16 @@ export async function spawnWorker(entry: 'controlPlaneWorker' | 'dataPlaneWorker
 export function killAll(): void {
   for (const c of children) c.kill('SIGKILL');
 }
+
+/** Runs a TypeScript entry point of the repo (`tsx FILE ARGS…`) to its end; its exit code and everything it printed. */
+export async function runScript(file: string, args: string[]): Promise<{ code: number | null; output: string }> {
+  const child = spawn(process.execPath, ['--import', 'tsx', path.join(REPO_ROOT, file), ...args], { cwd: REPO_ROOT, stdio: ['ignore', 'pipe', 'pipe'] });
+  let output = '';
+  child.stdout!.on('data', (d: Buffer) => (output += d.toString()));
+  child.stderr!.on('data', (d: Buffer) => (output += d.toString()));
+  const closed = new Promise<void>((resolve) => child.once('close', () => resolve()));
+  const code = await new Promise<number | null>((resolve) => child.once('exit', resolve));
+  // the last output may still be in the pipes; a grandchild holding them open must not hang the test
+  await Promise.race([closed, new Promise((r) => setTimeout(r, 2000))]);
+  return { code, output };
+}
