@@ -1,7 +1,10 @@
 import {
   ApplicationFailure,
+  CancellationScope,
   condition,
+  isCancellation,
   log,
+  patched,
   proxyActivities,
   proxyLocalActivities,
   setHandler,
@@ -65,6 +68,9 @@ type Command =
 
 /** The outcome of a signaling call: done, or why not. */
 type CallOutcome = { ok: true } | { ok: false; reason: string; interrupted?: boolean; dataPlaneFailed?: boolean };
+
+/** patched() id: counterparty calls in flight are cancelled by a terminate command. */
+const INTERRUPTIBLE_COUNTERPARTY_CALLS = 'interruptible-counterparty-calls';
 
 const local = proxyLocalActivities<ControlPlaneActivities>({ startToCloseTimeout: '10s', retry: { maximumAttempts: 5 } });
 
@@ -230,11 +236,32 @@ export async function transferProcessWorkflow(raw: TransferProcessInput): Promis
         return { ...base, '@type': type, reason: why ? [why] : [] };
     }
   };
-  const tell = async (type: Parameters<typeof counterpartyMessage>[0], why?: string): Promise<CallOutcome> => {
+  /**
+   * A counterparty call that a terminate command cuts short: its retries against an unreachable
+   * counterparty (minutes, with backoff) would otherwise hold the terminate until they run out.
+   */
+  const interruptible = async <T>(call: () => Promise<T>): Promise<T> => {
+    if (!patched(INTERRUPTIBLE_COUNTERPARTY_CALLS)) return call(); // histories from before: as they ran
+    const scope = new CancellationScope();
+    const watch = new CancellationScope();
+    void watch.run(() => condition(pendingTerminate)).then(
+      () => scope.cancel(),
+      () => undefined,
+    );
     try {
-      await cp.sendToCounterparty({ address: input.counterpartyAddress, receiverPid: counterpartyPid!, message: counterpartyMessage(type, why) });
+      return await scope.run(call);
+    } finally {
+      watch.cancel();
+    }
+  };
+  const tell = async (type: Parameters<typeof counterpartyMessage>[0], why?: string): Promise<CallOutcome> => {
+    const send = () => cp.sendToCounterparty({ address: input.counterpartyAddress, receiverPid: counterpartyPid!, message: counterpartyMessage(type, why) });
+    try {
+      // the termination message is what a terminate sends: it is never cut short itself
+      await (type === 'TransferTerminationMessage' ? send() : interruptible(send));
       return { ok: true };
     } catch (e) {
+      if (isCancellation(e)) return { ok: false, reason: 'terminate requested', interrupted: true };
       return { ok: false, reason: `counterparty did not take ${type}: ${message(e)}` };
     }
   };
@@ -357,7 +384,7 @@ export async function transferProcessWorkflow(raw: TransferProcessInput): Promis
       const prepared = await callDataPlane({ op: 'prepare', message: { transferType: input.transferType, ...(destination ? { destination } : {}) } }, 'PREPARATION_REQUESTED', 'REQUESTING');
       if (!prepared.ok) return fail(prepared);
       try {
-        const { providerPid } = await cp.requestTransfer({
+        const { providerPid } = await interruptible(() => cp.requestTransfer({
           address: input.counterpartyAddress,
           message: {
             '@context': [DSP_CONTEXT],
@@ -369,9 +396,10 @@ export async function transferProcessWorkflow(raw: TransferProcessInput): Promis
             ...(destination ? { dataAddress: destination } : {}),
             callbackAddress: `temporal://${connectorId}`,
           },
-        });
+        }));
         counterpartyPid = providerPid;
       } catch (e) {
+        if (isCancellation(e)) return fail({ ok: false, reason: 'terminate requested', interrupted: true });
         return fail({ ok: false, reason: `transfer request failed: ${message(e)}` });
       }
       transition('REQUESTED', `provider process ${counterpartyPid}`);

@@ -204,6 +204,16 @@ describe('the binding answers bad requests with its status codes, state unchange
     expect(wrongPath.status).toBe(400);
   });
 
+  it('a terminate while the request to an unreachable counterparty retries takes effect at once, not after the retries', async () => {
+    // ten attempts with backoff would take minutes; the terminate cancels them
+    const { processId } = await consumer.startTransfer({ ...transfer('dsp-unreachable-terminated', 'agreement-a', deadUrl), settings: { activityMaxAttempts: 10 } });
+    await consumer.waitForState('consumer', processId, ['REQUESTING']);
+    await consumer.terminate('consumer', processId, 'gave up waiting');
+    expect(await consumer.result('consumer', processId)).toEqual({ state: 'TERMINATED', reason: 'gave up waiting' });
+    const history = (await consumer.status('consumer', processId)).history.map((h) => h.note ?? '').join('\n');
+    expect(history).not.toMatch(/transfer request failed/);
+  });
+
   it('a counterparty that cannot be reached: bounded retries, then TERMINATED with the reason', async () => {
     const { processId } = await consumer.startTransfer({ ...transfer('dsp-unreachable', 'agreement-a', deadUrl), settings: { activityMaxAttempts: 2 } });
     const result = await consumer.result('consumer', processId);
