@@ -66,7 +66,7 @@ export const DataPlaneConfigSchema = z.object({
    * whole path segments. Absent: anywhere. Set it on data planes that can reach internal services.
    */
   allowedHttpDestinations: z.array(z.url()).min(1).optional(),
-  /** Cap transfer bandwidth (bytes/s) per flow. */
+  /** Cap bandwidth (bytes/s): of each push, and of each response the public endpoint serves to a pull. */
   rateLimitBytesPerSec: z.number().int().positive().optional(),
   dataFlow: DataFlowSettingsSchema.partial().default({}),
 });

@@ -65,6 +65,7 @@ export async function startDataPlaneWorker(config: DataPlaneConfig, opts: { work
       sessions,
       secrets,
       fileRoot: config.fileRoot,
+      ...(config.rateLimitBytesPerSec ? { rateLimitBytesPerSec: config.rateLimitBytesPerSec } : {}),
     });
     const publicUrl = api.publicUrl ?? publicApi.url;
     provisioners.push(new EdrProvisioner({ publicUrl: () => publicUrl, tokens, sessions }));

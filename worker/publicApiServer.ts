@@ -2,11 +2,12 @@ import { createReadStream } from 'node:fs';
 import { stat } from 'node:fs/promises';
 import { createServer, type IncomingMessage, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
-import { Readable } from 'node:stream';
+import { Readable, Transform } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import { WorkflowNotFoundError, type Client } from '@temporalio/client';
 import { headersOf } from '../activities/transfer/HttpTransfer.js';
 import { realPathInside } from '../activities/transfer/confinement.js';
+import { TokenBucket } from '../activities/transfer/FileTransfer.js';
 import { EdrTokenInvalid, type EdrClaims, type EdrTokens, type TokenUse } from '../activities/pull/EdrTokens.js';
 import { refreshUrlOf } from '../activities/provisioners/EdrProvisioner.js';
 import type { PullSessions } from '../activities/pull/PullSessions.js';
@@ -42,8 +43,8 @@ export interface PublicApiOptions {
   secrets: SecretBox;
   /** File sources lie under this root. */
   fileRoot: string;
-  /** How long to wait for the DataFlow to answer whether a token is live. */
-  accessTimeoutMs?: number;
+  /** Cap each response's bandwidth (bytes/s), as the data plane caps its pushes. */
+  rateLimitBytesPerSec?: number;
 }
 
 class HttpError extends Error {
@@ -124,8 +125,9 @@ export async function startPublicApiServer(opts: PublicApiOptions): Promise<Publ
     opts.sessions.track(claims.tokenId, res);
     const abort = new AbortController();
     res.on('close', () => abort.abort());
-    if (source.endpointType === 'File') return serveFile(opts.fileRoot, source, req, res);
-    if (source.endpointType === 'HttpData') return proxyHttp(source, req, res, abort.signal);
+    const limit = opts.rateLimitBytesPerSec ? () => throttle(opts.rateLimitBytesPerSec!, abort.signal) : undefined;
+    if (source.endpointType === 'File') return serveFile(opts.fileRoot, source, req, res, limit);
+    if (source.endpointType === 'HttpData') return proxyHttp(source, req, res, abort.signal, limit);
     throw new HttpError(501, `cannot serve a ${source.endpointType} source`);
   };
 
@@ -174,7 +176,24 @@ export function parseRange(header: string | undefined, size: number): { start: n
   return start >= size || start > end ? 'unsatisfiable' : { start, end };
 }
 
-async function serveFile(root: string, source: DataAddress, req: IncomingMessage, res: ServerResponse): Promise<void> {
+/** Passes bytes on no faster than `rate` per second (a chunk larger than the bucket goes in bucket-sized bites). */
+function throttle(rate: number, signal: AbortSignal): Transform {
+  const bucket = new TokenBucket(rate);
+  let bytes = 0;
+  return new Transform({
+    transform(chunk: Buffer, _encoding, done) {
+      void (async () => {
+        for (let left = chunk.length; left > 0; left -= bucket.capacity) await bucket.take(Math.min(left, bucket.capacity), signal, () => bytes);
+        bytes += chunk.length;
+      })().then(() => done(null, chunk), (e: Error) => done(e));
+    },
+  });
+}
+
+type Limit = (() => Transform) | undefined;
+const through = (limit: Limit): Transform[] => (limit ? [limit()] : []);
+
+async function serveFile(root: string, source: DataAddress, req: IncomingMessage, res: ServerResponse, limit: Limit): Promise<void> {
   let file: string;
   try {
     file = resolveInRoot(root, source.endpoint);
@@ -198,13 +217,13 @@ async function serveFile(root: string, source: DataAddress, req: IncomingMessage
     res.writeHead(200, { ...headers, 'content-length': String(info.size) });
   }
   if (req.method === 'HEAD' || info.size === 0) return void res.end();
-  await pipeline(createReadStream(file, { ...(range ?? {}), highWaterMark: 256 * 1024 }), res).catch(() => res.destroy());
+  await pipeline([createReadStream(file, { ...(range ?? {}), highWaterMark: 256 * 1024 }), ...through(limit), res]).catch(() => res.destroy());
 }
 
 const PASSED_HEADERS = ['content-type', 'content-length', 'content-range', 'accept-ranges', 'etag', 'last-modified'];
 
 /** Streams an HTTP source through, passing a Range on and the source's status (200, 206, 416) back. */
-async function proxyHttp(source: DataAddress, req: IncomingMessage, res: ServerResponse, signal: AbortSignal): Promise<void> {
+async function proxyHttp(source: DataAddress, req: IncomingMessage, res: ServerResponse, signal: AbortSignal, limit: Limit): Promise<void> {
   const upstream = await fetch(source.endpoint, {
     method: req.method === 'HEAD' ? 'HEAD' : 'GET',
     // identity: lengths and ranges must be those of the bytes we pass on
@@ -223,5 +242,5 @@ async function proxyHttp(source: DataAddress, req: IncomingMessage, res: ServerR
   }
   res.writeHead(upstream.status, headers);
   if (!upstream.body || req.method === 'HEAD') return void res.end();
-  await pipeline(Readable.fromWeb(upstream.body as import('node:stream/web').ReadableStream), res).catch(() => res.destroy());
+  await pipeline([Readable.fromWeb(upstream.body as import('node:stream/web').ReadableStream), ...through(limit), res]).catch(() => res.destroy());
 }
