@@ -77,6 +77,7 @@ export async function startPublicApiServer(opts: PublicApiOptions): Promise<Publ
 
   /** The flow this request may read: a live token of a STARTED DataFlow. */
   const authorize = async (req: IncomingMessage, use: TokenUse = 'access'): Promise<{ source: DataAddress; claims: EdrClaims }> => {
+    // the source stays sealed here: only a fetch (not a refresh) opens it
     const header = req.headers.authorization ?? '';
     // EDC's consumers send the EDR token bare; others say "Bearer"
     const token = header.replace(/^Bearer\s+/i, '').trim();
@@ -97,7 +98,7 @@ export async function startPublicApiServer(opts: PublicApiOptions): Promise<Publ
     if (!access) throw new HttpError(403, 'token revoked');
     if (access.state !== 'STARTED' || !access.liveTokenIds.includes(claims.tokenId)) throw new HttpError(403, 'token revoked');
     if (!access.source) throw new HttpError(503, 'the flow has no source');
-    return { source: opts.secrets.open(access.source), claims };
+    return { source: access.source, claims };
   };
 
   const handle = async (req: IncomingMessage, res: ServerResponse): Promise<void> => {
@@ -121,7 +122,8 @@ export async function startPublicApiServer(opts: PublicApiOptions): Promise<Publ
     }
     if (path !== base) throw new HttpError(404, 'not found');
     if (req.method !== 'GET' && req.method !== 'HEAD') throw new HttpError(405, 'method not allowed', { allow: 'GET, HEAD' });
-    const { source, claims } = await authorize(req);
+    const { source: sealed, claims } = await authorize(req);
+    const source = opts.secrets.open(sealed);
     opts.sessions.track(claims.tokenId, res);
     const abort = new AbortController();
     res.on('close', () => abort.abort());
@@ -176,16 +178,19 @@ export function parseRange(header: string | undefined, size: number): { start: n
   return start >= size || start > end ? 'unsatisfiable' : { start, end };
 }
 
-/** Passes bytes on no faster than `rate` per second (a chunk larger than the bucket goes in bucket-sized bites). */
+/** Passes bytes on no faster than `rate` per second. */
 function throttle(rate: number, signal: AbortSignal): Transform {
   const bucket = new TokenBucket(rate);
   let bytes = 0;
   return new Transform({
     transform(chunk: Buffer, _encoding, done) {
-      void (async () => {
-        for (let left = chunk.length; left > 0; left -= bucket.capacity) await bucket.take(Math.min(left, bucket.capacity), signal, () => bytes);
-        bytes += chunk.length;
-      })().then(() => done(null, chunk), (e: Error) => done(e));
+      bucket.takeBytes(chunk.length, signal, () => bytes).then(
+        () => {
+          bytes += chunk.length;
+          done(null, chunk);
+        },
+        (e: Error) => done(e),
+      );
     },
   });
 }

@@ -276,4 +276,9 @@ export class TokenBucket {
       }
     }
   }
+
+  /** Takes `n` bytes of any size: a chunk larger than the bucket goes in bucket-sized bites. */
+  async takeBytes(n: number, signal: AbortSignal | undefined, bytesSoFar: () => number): Promise<void> {
+    for (let left = n; left > 0; left -= this.capacity) await this.take(Math.min(left, this.capacity), signal, bytesSoFar);
+  }
 }

@@ -46,10 +46,7 @@ export async function pushHttp(opts: PushHttpOptions): Promise<{ bytes: number; 
           reported = bytes;
           opts.onProgress(bytes);
         }
-        // a chunk may be larger than the bucket holds: take it in bucket-sized bites
-        for (let left = chunk.byteLength; limiter && left > 0; left -= limiter.capacity) {
-          await limiter.take(Math.min(left, limiter.capacity), signal, () => bytes);
-        }
+        await limiter?.takeBytes(chunk.byteLength, signal, () => bytes);
         controller.enqueue(chunk);
       },
     }),
