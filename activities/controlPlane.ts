@@ -1,4 +1,4 @@
-import { ApplicationFailure } from '@temporalio/activity';
+import { ApplicationFailure, Context } from '@temporalio/activity';
 import {
   WithStartWorkflowOperation,
   WorkflowExecutionAlreadyStartedError,
@@ -27,7 +27,7 @@ import { SecretBox } from '../src/secrets.js';
 import type { ProcessMessage, TransferRequestMessage } from '../src/dsp.js';
 import { dataFlowWorkflowId, dataPlaneTaskQueue } from '../src/ids.js';
 import { TransferSettingsSchema, type TransferSettings, type TransferSettingsOverrides } from '../src/settings.js';
-import type { DataPlaneRef } from '../src/TransferProcess.js';
+import type { DataPlaneRef, WatchAlarm } from '../src/TransferProcess.js';
 import { CounterpartyRejected, type CounterpartyTransport } from '../src/Transport.js';
 
 /** Side effects of the control plane: talking to its data planes and to the counterparty. */
@@ -43,6 +43,16 @@ export type DataPlaneCall =
   | { op: 'start' | 'resume'; message: DataFlowStartMessage }
   | { op: 'suspend' | 'terminate'; message: ReasonMessage }
   | { op: 'complete' };
+
+/** What a new TransferProcess learns in one local activity: its settings, and what it may run on. */
+export interface OpenedTransfer {
+  settings: TransferSettings;
+  /** Provider: the asset's address (credentials sealed). */
+  source?: DataAddress;
+  dataPlane?: DataPlaneRef;
+  /** Why this transfer cannot be opened (unknown asset, no data plane serves it…); it then ends with this reason. */
+  refusal?: string;
+}
 
 export function createControlPlaneActivities(deps: ControlPlaneDeps) {
   const { config, client } = deps;
@@ -77,7 +87,119 @@ export function createControlPlaneActivities(deps: ControlPlaneDeps) {
     }
   };
 
+  /**
+   * Chooses the data-plane instance for a new flow: one that serves the transfer type, preferring
+   * instances with a live worker, spread by flow id. The choice is recorded; later calls go there.
+   */
+  const chooseDataPlane = async (req: { flowId: string; transferType: string; preferred?: string }): Promise<DataPlaneRef> => {
+    const candidates = config.dataPlanes.filter((d) => d.transferTypes.includes(req.transferType as never) && (!req.preferred || d.id === req.preferred));
+    if (!candidates.length) {
+      throw ApplicationFailure.nonRetryable(
+        req.preferred ? `data plane ${req.preferred} is not configured for ${req.transferType}` : `no data plane serves ${req.transferType}`,
+      );
+    }
+    const live = (await Promise.all(candidates.map(async (d) => ((await hasPollers(dataPlaneTaskQueue(d.id))) ? d : undefined)))).filter(
+      (d): d is (typeof candidates)[number] => !!d,
+    );
+    const pool = live.length ? live : candidates;
+    const chosen = pool[hash(req.flowId) % pool.length]!;
+    return { id: chosen.id, taskQueue: dataPlaneTaskQueue(chosen.id) };
+  };
+
+  /** The flow's state as its DataFlow says (within a deadline: a data plane without workers does not answer). */
+  const flowStatus = (flow: DataFlowInput) =>
+    client.withDeadline(Date.now() + 10_000, () => client.workflow.getHandle(dataFlowWorkflowIdOf(flow)).query(dataFlowStatusQuery));
+
   return {
+    /**
+     * Everything a new TransferProcess needs before its first step, in one local activity: its
+     * settings (defaults and overrides), the provider's asset, and the data-plane instance.
+     * What cannot be opened comes back as a refusal (the process then ends with that reason).
+     */
+    async openTransfer(req: {
+      role: 'CONSUMER' | 'PROVIDER';
+      processId: string;
+      transferType: string;
+      agreementId: string;
+      assetId: string;
+      counterpartyId?: string;
+      dataDestination?: DataAddress;
+      preferredDataPlane?: string;
+      settings?: TransferSettingsOverrides;
+    }): Promise<OpenedTransfer> {
+      const parsed = TransferSettingsSchema.safeParse({ ...defaults, ...req.settings });
+      if (!parsed.success) throw ApplicationFailure.nonRetryable(`invalid transfer settings: ${parsed.error.message}`, 'InvalidSettings');
+      const settings = parsed.data;
+      let source: DataAddress | undefined;
+      if (req.role === 'PROVIDER') {
+        const address = config.assets[req.assetId];
+        if (!address) return { settings, refusal: `unknown asset ${req.assetId}` };
+        source = secrets.seal(address); // an asset's credentials enter the history sealed
+      }
+      try {
+        const dataPlane = await chooseDataPlane({ flowId: req.processId, transferType: req.transferType, ...(req.preferredDataPlane ? { preferred: req.preferredDataPlane } : {}) });
+        return { settings, ...(source ? { source } : {}), dataPlane };
+      } catch (e) {
+        if (e instanceof ApplicationFailure && e.nonRetryable) return { settings, ...(source ? { source } : {}), refusal: e.message };
+        throw e;
+      }
+    },
+
+    /**
+     * STARTED's watchdog: checks every `intervalMs` that the data flow is there and running, and
+     * that the counterparty's process is still live, heartbeating all along (a healthy transfer
+     * adds nothing to its history). Returns what needs the process's attention.
+     */
+    async watchTransfer(req: {
+      flow: DataFlowInput;
+      taskQueue: string;
+      intervalMs: number;
+      lostAfterMs: number;
+      counterparty?: { address: string; pid: string };
+    }): Promise<WatchAlarm> {
+      const ctx = Context.current();
+      let flowSilentSince: number | undefined;
+      let peerSilentSince: number | undefined;
+      let peerEnded: string | undefined;
+      for (;;) {
+        // sleep the interval in heartbeat-sized steps: cancellation (the process left STARTED) arrives through them
+        for (let left = req.intervalMs; left > 0; left -= 5_000) {
+          ctx.heartbeat();
+          await ctx.sleep(Math.min(left, 5_000));
+        }
+        try {
+          const status = await flowStatus(req.flow);
+          flowSilentSince = undefined;
+          if (status.outcome === 'completed' || status.outcome === 'failed' || status.outcome === 'terminated') {
+            return { kind: 'flowEnded', state: status.state, completed: status.outcome === 'completed', ...(status.error ? { detail: status.error } : {}) };
+          }
+        } catch (e) {
+          if (e instanceof WorkflowNotFoundError) return { kind: 'flowGone' };
+          flowSilentSince ??= Date.now();
+          if (Date.now() - flowSilentSince >= req.lostAfterMs) {
+            return { kind: 'dataPlaneLost', detail: `its data flow has not answered for ${Math.round((Date.now() - flowSilentSince) / 1000)} s (${(e as Error).message})` };
+          }
+        }
+        if (!req.counterparty) continue;
+        try {
+          const state = await transportFor(req.counterparty.address).state(req.counterparty.address, req.counterparty.pid);
+          peerSilentSince = undefined;
+          if (state === 'COMPLETED' || state === 'TERMINATED') {
+            // seen twice in a row: its own message to us had a whole interval to arrive
+            if (peerEnded === state) return { kind: 'peerEnded', state };
+            peerEnded = state;
+          } else peerEnded = undefined;
+        } catch (e) {
+          peerSilentSince ??= Date.now();
+          if (Date.now() - peerSilentSince >= req.lostAfterMs) {
+            return { kind: 'peerLost', detail: `no answer for ${Math.round((Date.now() - peerSilentSince) / 1000)} s (${(e as Error).message})` };
+          }
+        }
+      }
+    },
+
+    // ---- kept for processes started before the state-table rewrite (workflows/v1) ----
+
     /** The worker's defaults with the transfer's overrides. */
     async transferSettings(overrides?: TransferSettingsOverrides): Promise<TransferSettings> {
       return TransferSettingsSchema.parse({ ...defaults, ...overrides });
@@ -90,27 +212,8 @@ export function createControlPlaneActivities(deps: ControlPlaneDeps) {
       return secrets.seal(address); // an asset's credentials enter the history sealed
     },
 
-    /**
-     * Chooses the data-plane instance for a new flow: one that serves the transfer type, preferring
-     * instances with a live worker, spread by flow id. The choice is recorded; later calls go there.
-     */
     async selectDataPlane(req: { flowId: string; transferType: string; preferred?: string }): Promise<DataPlaneRef> {
-      const candidates = config.dataPlanes.filter(
-        (d) => d.transferTypes.includes(req.transferType as never) && (!req.preferred || d.id === req.preferred),
-      );
-      if (!candidates.length) {
-        throw ApplicationFailure.nonRetryable(
-          req.preferred
-            ? `data plane ${req.preferred} is not configured for ${req.transferType}`
-            : `no data plane serves ${req.transferType}`,
-        );
-      }
-      const live = (await Promise.all(candidates.map(async (d) => ((await hasPollers(dataPlaneTaskQueue(d.id))) ? d : undefined)))).filter(
-        (d): d is (typeof candidates)[number] => !!d,
-      );
-      const pool = live.length ? live : candidates;
-      const chosen = pool[hash(req.flowId) % pool.length]!;
-      return { id: chosen.id, taskQueue: dataPlaneTaskQueue(chosen.id) };
+      return chooseDataPlane(req);
     },
 
     /**
@@ -160,7 +263,7 @@ export function createControlPlaneActivities(deps: ControlPlaneDeps) {
     /** What the data plane says about a flow (for stale waits). */
     async dataFlowState(req: { flow: DataFlowInput }): Promise<{ found: boolean; state?: DataFlowState }> {
       try {
-        const status = await client.workflow.getHandle(dataFlowWorkflowIdOf(req.flow)).query(dataFlowStatusQuery);
+        const status = await flowStatus(req.flow);
         return { found: true, state: status.state };
       } catch (e) {
         if (e instanceof WorkflowNotFoundError) return { found: false };
@@ -168,12 +271,13 @@ export function createControlPlaneActivities(deps: ControlPlaneDeps) {
       }
     },
 
-    async requestTransfer(req: { address: string; message: TransferRequestMessage }): Promise<{ providerPid: string }> {
-      return rejectedIsFinal(() => transportFor(req.address).requestTransfer(req.address, req.message));
+    /** `messageId` is the same on every retry: a receiver that took the first attempt answers the next as done. */
+    async requestTransfer(req: { address: string; message: TransferRequestMessage; messageId?: string }): Promise<{ providerPid: string }> {
+      return rejectedIsFinal(() => transportFor(req.address).requestTransfer(req.address, req.message, req.messageId ? { messageId: req.messageId } : {}));
     },
 
-    async sendToCounterparty(req: { address: string; receiverPid: string; message: ProcessMessage }): Promise<void> {
-      return rejectedIsFinal(() => transportFor(req.address).send(req.address, req.receiverPid, req.message));
+    async sendToCounterparty(req: { address: string; receiverPid: string; message: ProcessMessage; messageId?: string }): Promise<void> {
+      return rejectedIsFinal(() => transportFor(req.address).send(req.address, req.receiverPid, req.message, req.messageId ? { messageId: req.messageId } : {}));
     },
   };
 

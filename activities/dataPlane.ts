@@ -4,7 +4,8 @@ import type { DataAddress } from '../src/DataAddress.js';
 import type { DataPlaneConfig } from '../src/config.js';
 import { isUnder } from '../src/dsp.js';
 import { FileAddressError } from '../src/FileAddress.js';
-import { ProvisionRejected, type DeprovisionReason, type Provisioner, type ProvisionResult, type ProvisionSide, type Role } from '../src/Provisioner.js';
+import { planProvisioning, ProvisionRejected, type DeprovisionReason, type Provisioner, type ProvisionResult, type ProvisionSide, type Role } from '../src/Provisioner.js';
+import type { DataFlowSetup } from '../src/DataFlow.js';
 import type { SecretBox } from '../src/secrets.js';
 import { DataFlowSettingsSchema, type DataFlowSettings } from '../src/settings.js';
 import { dataPlaneCallbackSignal, type DataPlaneCallback } from '../src/TransferProcess.js';
@@ -18,8 +19,8 @@ export interface DataPlaneDeps {
   provisioners: Provisioner[];
   client: Client;
   secrets: SecretBox;
-  /** Builds the URL an external provisioning service calls back on. */
-  callbackUrl(target: { workflowId: string; op: 'provision' | 'deprovision'; provisioner: string; side: ProvisionSide }): string;
+  /** Builds the URL an external provisioning service calls back on (bound to the round when there is one). */
+  callbackUrl(target: { workflowId: string; op: 'provision' | 'deprovision'; provisioner: string; side: ProvisionSide; round?: string }): string;
 }
 
 export function createDataPlaneActivities(deps: DataPlaneDeps) {
@@ -37,6 +38,13 @@ export function createDataPlaneActivities(deps: DataPlaneDeps) {
       if (e instanceof ProvisionRejected || e instanceof FileAddressError || e instanceof TransferRejected) throw ApplicationFailure.nonRetryable(e.message, e.name);
       throw e;
     });
+  const provisionWith = (req: { flowId: string; role: Role; provisioner: string; side: ProvisionSide; address: DataAddress; round?: string }): Promise<ProvisionResult> => {
+    const provisioner = provisionerNamed(req.provisioner);
+    const callbackUrl = deps.callbackUrl({ workflowId: workflowId(), op: 'provision', provisioner: req.provisioner, side: req.side, ...(req.round ? { round: req.round } : {}) });
+    return nonRetryable(() =>
+      provisioner.provision({ flowId: req.flowId, workflowId: workflowId(), role: req.role, side: req.side, address: secrets.open(req.address), callbackUrl, ...(req.round ? { round: req.round } : {}) }),
+    );
+  };
   const workflowId = (): string => {
     const id = Context.current().info.workflowExecution?.workflowId;
     if (!id) throw ApplicationFailure.nonRetryable('data-plane activities run only inside a DataFlow workflow');
@@ -44,29 +52,38 @@ export function createDataPlaneActivities(deps: DataPlaneDeps) {
   };
 
   return {
+    /** A new DataFlow's settings and this worker's provisioners in configured order (it plans from them). */
+    async dataFlowSetup(): Promise<DataFlowSetup> {
+      return { settings, provisioners: deps.provisioners.map((p) => p.match) };
+    },
+
+    /** One provisioner on the address the previous ones produced; its rewrite (if any) comes back sealed. */
+    async provisionStep(req: { flowId: string; role: Role; provisioner: string; side: ProvisionSide; address: DataAddress; round: string }): Promise<ProvisionResult> {
+      const result = await provisionWith(req);
+      // Whatever the provisioner handed out (a token, say) enters the history sealed.
+      return { ...result, ...(result.address ? { address: secrets.seal(result.address) } : {}) };
+    },
+
+    async deprovisionStep(req: { flowId: string; provisioner: string; side: ProvisionSide; resource: Record<string, string>; reason: DeprovisionReason; round: string }) {
+      const callbackUrl = deps.callbackUrl({ workflowId: workflowId(), op: 'deprovision', provisioner: req.provisioner, side: req.side, round: req.round });
+      return nonRetryable(() => provisionerNamed(req.provisioner).deprovision({ ...req, callbackUrl }));
+    },
+
+    // ---- kept for DataFlows started before the state-table rewrite (workflows/v1) ----
+
     async dataFlowSettings(): Promise<DataFlowSettings> {
       return settings;
     },
 
-    /** Which provisioners apply to a flow: each side's address against each provisioner, in config order. */
     async planProvisioning(req: { role: Role; source?: DataAddress; destination?: DataAddress }) {
-      const planned: { provisioner: string; side: ProvisionSide }[] = [];
-      for (const side of ['source', 'destination'] as const) {
-        const address = req[side];
-        if (!address) continue;
-        for (const p of deps.provisioners) if (p.appliesTo(req.role, side, address)) planned.push({ provisioner: p.name, side });
-      }
-      return planned;
+      const bySide = planProvisioning(deps.provisioners.map((p) => p.match), req.role, req);
+      // v1 planned sources first, then destinations
+      return [...bySide.filter((p) => p.side === 'source'), ...bySide.filter((p) => p.side === 'destination')];
     },
 
-    async provision(req: { flowId: string; role: Role; provisioner: string; side: ProvisionSide; address: DataAddress }): Promise<ProvisionResult> {
-      const provisioner = provisionerNamed(req.provisioner);
-      const callbackUrl = deps.callbackUrl({ workflowId: workflowId(), op: 'provision', provisioner: req.provisioner, side: req.side });
-      const result = await nonRetryable(() =>
-        provisioner.provision({ flowId: req.flowId, workflowId: workflowId(), role: req.role, side: req.side, address: secrets.open(req.address), callbackUrl }),
-      );
-      // Whatever the provisioner handed out (a token, say) enters the history sealed.
-      return { ...result, address: secrets.seal(result.address) };
+    async provision(req: { flowId: string; role: Role; provisioner: string; side: ProvisionSide; address: DataAddress }): Promise<ProvisionResult & { address: DataAddress }> {
+      const result = await provisionWith(req);
+      return { ...result, address: secrets.seal(result.address ?? req.address) };
     },
 
     async deprovision(req: { flowId: string; provisioner: string; side: ProvisionSide; resource: Record<string, string>; reason: DeprovisionReason }) {

@@ -38,13 +38,14 @@ export const isSecretProperty = (name: string): boolean => SECRET_PROPERTY.test(
  * The destination of a provider's pull before provisioning: an EDR still to be issued. The data
  * plane's EDR provisioner rewrites it into the real one (endpoint and token).
  */
+export const UNISSUED_EDR_PREFIX = 'urn:ferry:edr:';
 export const unissuedEdr = (flowId: string): DataAddress => ({
   endpointType: HTTP_EDR_ENDPOINT_TYPE,
-  endpoint: `urn:ferry:edr:${flowId}`,
+  endpoint: `${UNISSUED_EDR_PREFIX}${flowId}`,
   endpointProperties: [],
 });
 export const isUnissuedEdr = (address: DataAddress): boolean =>
-  address.endpointType === HTTP_EDR_ENDPOINT_TYPE && address.endpoint.startsWith('urn:ferry:edr:');
+  address.endpointType === HTTP_EDR_ENDPOINT_TYPE && address.endpoint.startsWith(UNISSUED_EDR_PREFIX);
 
 export function property(address: DataAddress, name: string): string | undefined {
   return address.endpointProperties.find((p) => p.name === name)?.value;

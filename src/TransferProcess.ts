@@ -3,7 +3,7 @@ import { defineQuery, defineSignal, defineUpdate } from '@temporalio/workflow';
 import { defineSearchAttributeKey } from '@temporalio/common';
 import { DataAddressSchema, type DataAddress } from './DataAddress.js';
 import { IdSchema } from './ids.js';
-import type { ProcessMessage } from './dsp.js';
+import type { ProcessMessage, TransferRequestMessage } from './dsp.js';
 import { TransferSettingsOverridesSchema } from './settings.js';
 import type { Role } from './Provisioner.js';
 import type { TransferProcessState } from './TransferProcessState.js';
@@ -29,6 +29,8 @@ export const TransferProcessInputSchema = z.object({
   counterpartyPid: z.string().min(1).optional(),
   /** Where the counterparty's connector is reached, e.g. `temporal://provider`. */
   counterpartyAddress: z.string().min(1),
+  /** Who the counterparty is (its authenticated id): only it may touch this process. */
+  counterpartyId: IdSchema.optional(),
   agreementId: z.string().min(1),
   assetId: z.string().min(1),
   transferType: TransferTypeSchema,
@@ -61,6 +63,7 @@ export interface TransferProcessStatus {
   connectorId: string;
   counterpartyPid?: string;
   counterpartyAddress: string;
+  counterpartyId?: string;
   transferType: string;
   agreementId: string;
   assetId: string;
@@ -73,6 +76,13 @@ export interface TransferProcessStatus {
   /** Why the process is where it is now (set for every final state). */
   reason?: string;
   error?: string;
+  /** What the process waits for now, in words (the Web UI shows it as the workflow's current details). */
+  waitingFor?: string;
+  /**
+   * Bugs the process ran into and survived (an illegal transition refused instead of failing the
+   * workflow task): none, ever, in a correct build; each is also logged as an error.
+   */
+  defects?: string[];
   history: StateChange[];
 }
 
@@ -105,11 +115,29 @@ export const edrQuery = defineQuery<DataAddress | null>('edr');
 export const counterpartyMessageUpdate = defineUpdate<TransferProcessState, [ProcessMessage]>('counterpartyMessage');
 export const dataPlaneCallbackSignal = defineSignal<[DataPlaneCallback]>('dataPlaneCallback');
 
+/** A provider's answer to a TransferRequestMessage (in-cluster: an update-with-start on its process). */
+export interface RequestAnswer {
+  providerPid: string;
+  state: TransferProcessState;
+}
+/** In-cluster: the consumer's request reaches the provider's process, which admits it (or refuses) itself. */
+export const requestUpdate = defineUpdate<RequestAnswer, [TransferRequestMessage]>('request');
+
+/** What the STARTED watchdog saw that the process must act on. */
+export type WatchAlarm =
+  | { kind: 'flowEnded'; state: string; completed: boolean; detail?: string }
+  | { kind: 'flowGone' }
+  | { kind: 'dataPlaneLost'; detail: string }
+  | { kind: 'peerEnded'; state: 'COMPLETED' | 'TERMINATED' }
+  | { kind: 'peerLost'; detail: string };
+
 export const TransferStateAttr = defineSearchAttributeKey('FerryTransferState', 'KEYWORD');
 export const TransferRoleAttr = defineSearchAttributeKey('FerryTransferRole', 'KEYWORD');
 export const TransferTypeAttr = defineSearchAttributeKey('FerryTransferType', 'KEYWORD');
 export const CounterpartyAttr = defineSearchAttributeKey('FerryCounterparty', 'KEYWORD');
 export const DataPlaneAttr = defineSearchAttributeKey('FerryDataPlane', 'KEYWORD');
+export const AgreementAttr = defineSearchAttributeKey('FerryAgreement', 'KEYWORD');
+export const AssetAttr = defineSearchAttributeKey('FerryAsset', 'KEYWORD');
 
 export interface TransferProcessResult {
   state: TransferProcessState;

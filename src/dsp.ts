@@ -71,6 +71,22 @@ export type ProcessMessageType = ProcessMessage['@type'];
 export const DSP_STATES = ['REQUESTED', 'STARTED', 'SUSPENDED', 'COMPLETED', 'TERMINATED'] as const;
 export type DspState = (typeof DSP_STATES)[number];
 
+/** The DSP state of a process: the last protocol-visible state it reached. */
+export function dspStateOf(status: { history: { state: string }[] }): DspState {
+  const visible: readonly string[] = DSP_STATES;
+  const last = [...status.history].reverse().find((h) => visible.includes(h.state));
+  return (last?.state as DspState | undefined) ?? 'REQUESTED';
+}
+
+/** The final DSP state a message leads to, when it ends the process (a repeat of it to an ended process is done, not refused). */
+export const FINAL_STATE_OF: Partial<Record<ProcessMessageType, DspState>> = {
+  TransferCompletionMessage: 'COMPLETED',
+  TransferTerminationMessage: 'TERMINATED',
+};
+
+/** The header carrying a message's stable id between ferry connectors over HTTP. */
+export const MESSAGE_ID_HEADER = 'x-ferry-message-id';
+
 export interface DspTransferProcess {
   '@context': string[];
   '@type': 'TransferProcess';

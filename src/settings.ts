@@ -31,8 +31,20 @@ export const TransferSettingsSchema = z.object({
   /** Backoff between those re-sends: initial, doubled each time, capped by the maximum. */
   retryInitialInterval: DurationSchema.default('1s'),
   retryMaximumInterval: DurationSchema.default('1m'),
-  /** Attempts of each activity call (data plane or counterparty), with exponential backoff. */
+  /** Attempts of each data-plane call, with exponential backoff (1 s doubling, at most 1 m apart). */
   activityMaxAttempts: z.number().int().min(1).max(50).default(7),
+  /**
+   * How long a message to the counterparty is retried (backoff 1 s doubling, at most 1 m apart)
+   * while it is unreachable, before the process gives up on it. A refusal (4xx) is final at once.
+   */
+  counterpartyRetryBudget: DurationSchema.default('1h'),
+  /**
+   * STARTED: how often a watchdog (an activity that heartbeats, so a healthy transfer adds no
+   * history) checks that the data flow and the counterparty are still there.
+   */
+  watchdogInterval: DurationSchema.default('5m'),
+  /** STARTED: a data plane with no worker, or a counterparty unreachable, for this long ends the transfer. */
+  lostAfter: DurationSchema.default('15m'),
   /** How long the consumer waits in REQUESTED for the provider to start the transfer. */
   counterpartyTimeout: DurationSchema.default('1h'),
   /** How long a suspended process waits to be resumed before it is terminated. */
@@ -58,5 +70,10 @@ export const DataFlowSettingsSchema = z.object({
   callbackMaxAttempts: z.number().int().min(1).max(50).default(7),
   /** How long a suspended or failed flow waits for resume, retry or terminate. */
   idleTimeout: DurationSchema.default('30d'),
+  /**
+   * Suspend or terminate of a running transfer that holds nothing to release: how long the call
+   * waits for the transfer to stop before it answers "async" (and calls back once it stopped).
+   */
+  stopTimeout: DurationSchema.default('10s'),
 });
 export type DataFlowSettings = z.infer<typeof DataFlowSettingsSchema>;

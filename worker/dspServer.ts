@@ -5,8 +5,10 @@ import { z } from 'zod';
 import type { ControlPlaneConfig, Counterparty, DspConfig } from '../src/config.js';
 import {
   DSP_CONTEXT,
-  DSP_STATES,
+  dspStateOf,
+  FINAL_STATE_OF,
   isUnder,
+  MESSAGE_ID_HEADER,
   trimSlash,
   MESSAGE_PATHS,
   ProcessMessageSchema,
@@ -48,12 +50,7 @@ class DspError extends Error {
   }
 }
 
-/** The DSP state of a process: the last protocol-visible state it reached. */
-export function dspStateOf(status: Pick<TransferProcessStatus, 'history'>): DspState {
-  const visible: readonly string[] = DSP_STATES;
-  const last = [...status.history].reverse().find((h) => visible.includes(h.state));
-  return (last?.state as DspState | undefined) ?? 'REQUESTED';
-}
+export { dspStateOf };
 
 
 export async function startDspServer(opts: { config: ControlPlaneConfig & { dsp: DspConfig }; client: Client }): Promise<DspServer> {
@@ -151,14 +148,22 @@ export async function startDspServer(opts: { config: ControlPlaneConfig & { dsp:
     const msg = parse(ProcessMessageSchema, req.body);
     const pids = { consumerPid: msg.consumerPid, providerPid: msg.providerPid };
     if (msg['@type'] !== expected) throw new DspError(400, 'InvalidMessage', `${req.params.kind} takes a ${expected}, not a ${msg['@type']}`, pids);
-    const { handle } = await processFor(req.params.pid, who);
+    const { handle, status } = await processFor(req.params.pid, who);
+    // a ferry counterparty names each message: a repeat of one already taken is answered as done
+    const messageId = req.headers[MESSAGE_ID_HEADER];
+    const updateId = typeof messageId === 'string' && /^[\x21-\x7e]{1,300}$/.test(messageId) ? `${who.id}:${messageId}` : undefined;
     try {
       const sealed = 'dataAddress' in msg && msg.dataAddress ? { ...msg, dataAddress: secrets.seal(msg.dataAddress) } : msg;
-      await handle.executeUpdate(counterpartyMessageUpdate, { args: [sealed] });
+      await handle.executeUpdate(counterpartyMessageUpdate, { args: [sealed], ...(updateId ? { updateId } : {}) });
     } catch (e) {
       // The validator refused (or the process has ended): the state is unchanged.
       if (e instanceof WorkflowUpdateFailedError) throw new DspError(400, 'InvalidStateTransition', e.cause?.message ?? e.message, pids);
-      if (e instanceof Error && /already completed/i.test(e.message)) throw new DspError(400, 'InvalidStateTransition', 'the transfer process has ended', pids);
+      if (e instanceof Error && /already completed|not found/i.test(e.message)) {
+        // ended: a message that would have ended it the same way is a repeat, and done
+        const ended = await handle.query(transferProcessStatusQuery).catch(() => status);
+        if (FINAL_STATE_OF[msg['@type']] === dspStateOf(ended)) return reply.code(200).send();
+        throw new DspError(400, 'InvalidStateTransition', 'the transfer process has ended', pids);
+      }
       throw e;
     }
     return reply.code(200).send();

@@ -1,8 +1,20 @@
 import type { Counterparty, DspConfig } from '../../src/config.js';
 import type { DataAddress } from '../../src/DataAddress.js';
 import type { SecretBox } from '../../src/secrets.js';
-import { isUnder, pathOfMessage, toDspDataAddress, trimSlash, type DspTransferError, type DspTransferProcess, type ProcessMessage, type TransferRequestMessage } from '../../src/dsp.js';
-import { CounterpartyRejected, type CounterpartyTransport } from '../../src/Transport.js';
+import {
+  DSP_STATES,
+  isUnder,
+  MESSAGE_ID_HEADER,
+  pathOfMessage,
+  toDspDataAddress,
+  trimSlash,
+  type DspState,
+  type DspTransferError,
+  type DspTransferProcess,
+  type ProcessMessage,
+  type TransferRequestMessage,
+} from '../../src/dsp.js';
+import { CounterpartyRejected, type CounterpartyTransport, type SendOptions } from '../../src/Transport.js';
 
 /**
  * The Dataspace Protocol HTTPS binding, outbound: each message is one POST to the counterparty's
@@ -22,18 +34,32 @@ export class HttpDspTransport implements CounterpartyTransport {
     return /^https?:\/\//.test(address);
   }
 
-  async requestTransfer(address: string, message: TransferRequestMessage): Promise<{ providerPid: string }> {
+  async requestTransfer(address: string, message: TransferRequestMessage, opts: SendOptions = {}): Promise<{ providerPid: string }> {
     // Over HTTPS the counterparty calls us back at our public DSP URL, and the agreement names the asset.
     const { assetId: _inClusterOnly, ...dspMessage } = { ...this.opened(message), callbackAddress: this.dsp.publicUrl };
-    const ack = (await this.post(address, '/transfers/request', dspMessage)) as Partial<DspTransferProcess>;
+    const ack = (await this.post(address, '/transfers/request', dspMessage, opts)) as Partial<DspTransferProcess>;
     if (ack['@type'] !== 'TransferProcess' || typeof ack.providerPid !== 'string' || ack.consumerPid !== message.consumerPid) {
       throw new CounterpartyRejected(`counterparty answered the transfer request with something that is not its TransferProcess`);
     }
     return { providerPid: ack.providerPid };
   }
 
-  async send(address: string, receiverPid: string, message: ProcessMessage): Promise<void> {
-    await this.post(address, `/transfers/${encodeURIComponent(receiverPid)}/${pathOfMessage(message['@type'])}`, this.opened(message));
+  async send(address: string, receiverPid: string, message: ProcessMessage, opts: SendOptions = {}): Promise<void> {
+    await this.post(address, `/transfers/${encodeURIComponent(receiverPid)}/${pathOfMessage(message['@type'])}`, this.opened(message), opts);
+  }
+
+  async state(address: string, pid: string): Promise<DspState> {
+    const counterparty = this.counterpartyAt(address);
+    const res = await fetch(`${trimSlash(address)}/transfers/${encodeURIComponent(pid)}`, {
+      headers: { authorization: `Bearer ${counterparty.outboundToken}`, accept: 'application/json' },
+      signal: AbortSignal.timeout(this.dsp.requestTimeoutMs),
+      redirect: 'error',
+    });
+    const text = await res.text();
+    if (!res.ok) throw new Error(`${counterparty.id} answered ${res.status} to GET /transfers/${pid}`);
+    const state = (JSON.parse(text) as Partial<DspTransferProcess>).state;
+    if (!state || !(DSP_STATES as readonly string[]).includes(state)) throw new Error(`${counterparty.id} answered GET /transfers/${pid} without a DSP state`);
+    return state;
   }
 
   private opened<M extends object>(message: M): M {
@@ -42,12 +68,16 @@ export class HttpDspTransport implements CounterpartyTransport {
   }
 
   /** Any 2xx is an acknowledgement (the binding names 201 for a request, 200 otherwise; peers vary). */
-  private async post(address: string, path: string, body: unknown): Promise<unknown> {
+  private async post(address: string, path: string, body: unknown, opts: SendOptions): Promise<unknown> {
     const counterparty = this.counterpartyAt(address);
     const url = `${trimSlash(address)}${path}`;
     const res = await fetch(url, {
       method: 'POST',
-      headers: { 'content-type': 'application/json', authorization: `Bearer ${counterparty.outboundToken}` },
+      headers: {
+        'content-type': 'application/json',
+        authorization: `Bearer ${counterparty.outboundToken}`,
+        ...(opts.messageId ? { [MESSAGE_ID_HEADER]: opts.messageId } : {}),
+      },
       body: JSON.stringify(body),
       signal: AbortSignal.timeout(this.dsp.requestTimeoutMs),
       redirect: 'error',
