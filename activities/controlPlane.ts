@@ -23,7 +23,6 @@ import {
 } from '../src/DataFlow.js';
 import type { DataFlowState } from '../src/DataFlowState.js';
 import type { ControlPlaneConfig } from '../src/config.js';
-import { SecretBox } from '../src/secrets.js';
 import type { ProcessMessage, TransferRequestMessage } from '../src/dsp.js';
 import { dataFlowWorkflowId, dataPlaneTaskQueue } from '../src/ids.js';
 import { TransferSettingsSchema, type TransferSettings, type TransferSettingsOverrides } from '../src/settings.js';
@@ -47,7 +46,6 @@ export type DataPlaneCall =
 export function createControlPlaneActivities(deps: ControlPlaneDeps) {
   const { config, client } = deps;
   const defaults = TransferSettingsSchema.parse(config.transfer);
-  const secrets = SecretBox.fromBase64(config.secretKey);
 
   const transportFor = (address: string): CounterpartyTransport => {
     const t = deps.transports.find((x) => x.canReach(address));
@@ -87,7 +85,7 @@ export function createControlPlaneActivities(deps: ControlPlaneDeps) {
     async resolveAsset(assetId: string): Promise<DataAddress> {
       const address = config.assets[assetId];
       if (!address) throw ApplicationFailure.nonRetryable(`unknown asset ${assetId}`, 'UnknownAsset');
-      return secrets.seal(address); // an asset's credentials enter the history sealed
+      return address; // the payload codec encrypts it, credentials and all
     },
 
     /**

@@ -3,11 +3,11 @@ import { readFileSync } from 'node:fs';
 import path from 'node:path';
 import { parseArgs } from 'node:util';
 import { FerryClient } from '../src/client.js';
-import { SecretBox } from '../src/secrets.js';
+import { ferryDataConverter } from '../src/codec.js';
 import { bundle, CONTROL_PLANE_WORKFLOWS, DATA_PLANE_WORKFLOWS } from './bundle.js';
 import { startControlPlaneWorker } from './controlPlaneWorker.js';
 import { startDataPlaneWorker } from './dataPlaneWorker.js';
-import { demoConfigs, DEMO_ASSET, devSecretKey, ensureDemoAsset } from './demo.js';
+import { demoConfigs, DEMO_ASSET, devKeys, ensureDemoAsset } from './demo.js';
 import { startDevServer } from './devServer.js';
 import { installRuntime, runMain, untilSignal } from './runtime.js';
 import { REPO_ROOT, resolveTemporalCli } from './temporalCli.js';
@@ -30,21 +30,26 @@ runMain(async () => {
   const dataDir = path.resolve(values.data!);
   const cli = resolveTemporalCli();
   console.log(`Temporal CLI: ${cli.type === 'existing-path' ? `${cli.path} (${cli.source})` : 'SDK download'}`);
-  const env = await startDevServer({ dbFile: path.join(dataDir, 'temporal.db'), port: Number(values.port), uiPort: Number(values['ui-port']) });
+  const keys = devKeys(dataDir);
+  const env = await startDevServer({
+    dbFile: path.join(dataDir, 'temporal.db'),
+    port: Number(values.port),
+    uiPort: Number(values['ui-port']),
+    dataConverter: ferryDataConverter(keys.controlPlane.codec),
+  });
   const ui = `http://localhost:${values['ui-port']}`;
   const temporal = { address: env.connection.options.address ?? `localhost:${values.port}`, namespace: 'default' };
   const fileRoot = path.join(dataDir, 'files');
-  const secretKey = devSecretKey(dataDir);
   const asset = ensureDemoAsset(fileRoot);
-  const cfg = demoConfigs({ temporal, fileRoot, secretKey });
+  const cfg = demoConfigs({ temporal, fileRoot });
 
   // one bundle per plane, shared by that plane's workers
   const [controlPlane, dataPlane] = await Promise.all([bundle(CONTROL_PLANE_WORKFLOWS), bundle(DATA_PLANE_WORKFLOWS)]);
   const workers = [
-    await startControlPlaneWorker(cfg.consumer, { workflowBundle: controlPlane }),
-    await startControlPlaneWorker(cfg.provider, { workflowBundle: controlPlane }),
-    await startDataPlaneWorker(cfg.consumerDp, { workflowBundle: dataPlane }),
-    await startDataPlaneWorker(cfg.providerDp, { workflowBundle: dataPlane }),
+    await startControlPlaneWorker(cfg.consumer, { workflowBundle: controlPlane, keys: keys.controlPlane }),
+    await startControlPlaneWorker(cfg.provider, { workflowBundle: controlPlane, keys: keys.controlPlane }),
+    await startDataPlaneWorker(cfg.consumerDp, { workflowBundle: dataPlane, keys: keys.consumerDp }),
+    await startDataPlaneWorker(cfg.providerDp, { workflowBundle: dataPlane, keys: keys.providerDp }),
   ];
   const uiAnswer = await fetch(ui).then((r) => `HTTP ${r.status}`, (e: Error) => `not reachable: ${e.message}`);
   console.log(`Temporal dev server at ${temporal.address}, Web UI at ${ui} (${uiAnswer})`);
@@ -52,7 +57,7 @@ runMain(async () => {
   const earlier = await env.client.workflow.count(`WorkflowType = 'transferProcessWorkflow'`);
   console.log(`${earlier.count} transfer processes recorded in ${path.join(dataDir, 'temporal.db')}`);
 
-  const ferry = new FerryClient(env.client, SecretBox.fromBase64(secretKey));
+  const ferry = new FerryClient(env.client);
   const started = await ferry.startTransfer({
     connectorId: 'consumer',
     counterpartyAddress: cfg.providerAddress,

@@ -1,6 +1,5 @@
 import type { Counterparty, DspConfig } from '../../src/config.js';
 import type { DataAddress } from '../../src/DataAddress.js';
-import type { SecretBox } from '../../src/secrets.js';
 import { isUnder, pathOfMessage, toDspDataAddress, trimSlash, type DspTransferError, type DspTransferProcess, type ProcessMessage, type TransferRequestMessage } from '../../src/dsp.js';
 import { CounterpartyRejected, type CounterpartyTransport } from '../../src/Transport.js';
 
@@ -12,11 +11,7 @@ import { CounterpartyRejected, type CounterpartyTransport } from '../../src/Tran
 export class HttpDspTransport implements CounterpartyTransport {
   readonly name = 'dsp-https';
 
-  constructor(
-    private readonly dsp: DspConfig & { publicUrl: string },
-    /** Our key: addresses travel sealed inside our histories, but the counterparty needs them open. */
-    private readonly secrets: SecretBox,
-  ) {}
+  constructor(private readonly dsp: DspConfig & { publicUrl: string }) {}
 
   canReach(address: string): boolean {
     return /^https?:\/\//.test(address);
@@ -24,7 +19,7 @@ export class HttpDspTransport implements CounterpartyTransport {
 
   async requestTransfer(address: string, message: TransferRequestMessage): Promise<{ providerPid: string }> {
     // Over HTTPS the counterparty calls us back at our public DSP URL, and the agreement names the asset.
-    const { assetId: _inClusterOnly, ...dspMessage } = { ...this.opened(message), callbackAddress: this.dsp.publicUrl };
+    const { assetId: _inClusterOnly, ...dspMessage } = { ...this.onWire(message), callbackAddress: this.dsp.publicUrl };
     const ack = (await this.post(address, '/transfers/request', dspMessage)) as Partial<DspTransferProcess>;
     if (ack['@type'] !== 'TransferProcess' || typeof ack.providerPid !== 'string' || ack.consumerPid !== message.consumerPid) {
       throw new CounterpartyRejected(`counterparty answered the transfer request with something that is not its TransferProcess`);
@@ -33,12 +28,13 @@ export class HttpDspTransport implements CounterpartyTransport {
   }
 
   async send(address: string, receiverPid: string, message: ProcessMessage): Promise<void> {
-    await this.post(address, `/transfers/${encodeURIComponent(receiverPid)}/${pathOfMessage(message['@type'])}`, this.opened(message));
+    await this.post(address, `/transfers/${encodeURIComponent(receiverPid)}/${pathOfMessage(message['@type'])}`, this.onWire(message));
   }
 
-  private opened<M extends object>(message: M): M {
+  /** The message as DSP puts it on the wire (the address in DSP's shape). */
+  private onWire<M extends object>(message: M): M {
     const address = (message as { dataAddress?: DataAddress }).dataAddress;
-    return address ? { ...message, dataAddress: toDspDataAddress(this.secrets.open(address)) } : message;
+    return address ? { ...message, dataAddress: toDspDataAddress(address) } : message;
   }
 
   /** Any 2xx is an acknowledgement (the binding names 201 for a request, 200 otherwise; peers vary). */
