@@ -1,7 +1,7 @@
 import { randomUUID } from 'node:crypto';
 import { WorkflowUpdateFailedError, type Client, type WorkflowHandle } from '@temporalio/client';
 import { z } from 'zod';
-import { DataAddressSchema, type DataAddress } from './DataAddress.js';
+import { DataAddressSchema, urlCredentialProblem, type DataAddress } from './DataAddress.js';
 import { isConfinedPath } from './FileAddress.js';
 import { IdSchema, transferProcessWorkflowId } from './ids.js';
 import { startTransferProcess } from './processStart.js';
@@ -27,7 +27,14 @@ export const TransferRequestSchema = z
   .object({
     connectorId: IdSchema,
     processId: IdSchema.optional(),
-    counterpartyAddress: z.string().min(1),
+    // a search attribute (FerryCounterparty): readable by anyone who can list workflows
+    counterpartyAddress: z
+      .string()
+      .min(1)
+      .superRefine((v, ctx) => {
+        const problem = urlCredentialProblem(v) ?? (URL.canParse(v) && new URL(v).search ? 'must not carry a query (it is shown in every workflow list)' : undefined);
+        if (problem) ctx.addIssue({ code: 'custom', message: `counterpartyAddress ${problem}` });
+      }),
     agreementId: z.string().min(1),
     assetId: z.string().min(1),
     transferType: TransferTypeSchema,

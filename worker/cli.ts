@@ -12,7 +12,7 @@ import {
 } from '@temporalio/client';
 import { z } from 'zod';
 import { CommandRefusedError, FerryClient, InvalidRequestError, TransferRequestSchema, type TransferRequest } from '../src/client.js';
-import type { DataAddress } from '../src/DataAddress.js';
+import { endpointUrl, type DataAddress } from '../src/DataAddress.js';
 import { ferryDataConverter } from '../src/codec.js';
 import { ConfigError } from '../src/config.js';
 import { Keyring, KEY_VARIABLES, keyringFromEnv, newKeyId } from '../src/keys.js';
@@ -446,7 +446,7 @@ ${GLOBAL_HELP}`,
       if (!found) throw new Failure(`transfer ${processId} has no EDR yet (not started, or not a pull)`);
       if (v.json) io.out(JSON.stringify(found, null, 2));
       else {
-        io.out(`endpoint  ${found.endpoint}`);
+        io.out(`endpoint  ${endpointUrl(found)}`);
         for (const p of found.endpointProperties) io.out(`${p.name.padEnd(9)} ${p.value}`);
       }
       return EXIT.OK;

@@ -11,7 +11,7 @@ import { TokenBucket } from '../activities/transfer/FileTransfer.js';
 import { EdrTokenInvalid, type EdrClaims, type EdrTokens, type TokenUse } from '../activities/pull/EdrTokens.js';
 import { refreshUrlOf } from '../activities/provisioners/EdrProvisioner.js';
 import type { PullSessions } from '../activities/pull/PullSessions.js';
-import type { DataAddress } from '../src/DataAddress.js';
+import { endpointUrl, type DataAddress } from '../src/DataAddress.js';
 import { pullAccessQuery, type PullAccess } from '../src/DataFlow.js';
 import { FileAddressError, resolveInRoot } from '../src/FileAddress.js';
 import { trimSlash } from '../src/dsp.js';
@@ -225,7 +225,7 @@ const PASSED_HEADERS = ['content-type', 'content-length', 'content-range', 'acce
 
 /** Streams an HTTP source through, passing a Range on and the source's status (200, 206, 416) back. */
 async function proxyHttp(source: DataAddress, req: IncomingMessage, res: ServerResponse, signal: AbortSignal, limit: Limit): Promise<void> {
-  const upstream = await fetch(source.endpoint, {
+  const upstream = await fetch(endpointUrl(source), {
     method: req.method === 'HEAD' ? 'HEAD' : 'GET',
     // identity: lengths and ranges must be those of the bytes we pass on
     headers: { ...headersOf(source), 'accept-encoding': 'identity', ...(req.headers.range ? { range: req.headers.range } : {}) },
