@@ -27,6 +27,17 @@ export function devKeyring(dataDir: string, name: string): Keyring {
   return Keyring.parse(readFileSync(file, 'utf8'), file);
 }
 
+/** The dev codec server's token (`dev:<random>` in `<dataDir>/keys/codec-server.tokens`), made on first use. */
+export function devCodecServerToken(dataDir: string): { id: string; token: string } {
+  const file = path.join(dataDir, 'keys', 'codec-server.tokens');
+  if (!existsSync(file)) {
+    mkdirSync(path.dirname(file), { recursive: true, mode: 0o700 });
+    writeFileSync(file, `dev:${randomBytes(32).toString('base64url')}\n`, { mode: 0o600, flag: 'wx' });
+  }
+  const [id, token] = readFileSync(file, 'utf8').trim().split(':') as [string, string];
+  return { id, token };
+}
+
 /** The dev setup's keys: one codec ring for the cluster, EDR and callback rings per data plane. */
 export function devKeys(dataDir: string): { controlPlane: ControlPlaneKeys; consumerDp: DataPlaneKeys; providerDp: DataPlaneKeys } {
   const codec = devKeyring(dataDir, 'codec');
