@@ -62,6 +62,11 @@ beforeAll(async () => {
     FERRY_CODEC_KEYS: codec.serialize(),
   });
   const tokens = { c2p: 'consumer-to-provider-token', p2c: 'provider-to-consumer-token' };
+  // what the processes hold: no history and no worker output may show any of it (cluster.shutdown scans both)
+  cluster.registerSecret(keys.consumer, 'codec keys of org-a');
+  cluster.registerSecret(keys.provider, 'codec keys of org-b');
+  cluster.registerSecret(tokens.c2p, 'DSP token consumer→provider');
+  cluster.registerSecret(tokens.p2c, 'DSP token provider→consumer');
   asset = makeAsset(cluster.root, 'provider/big.bin', 40 * 1024 * 1024);
 
   // provisioning services of each organisation: 202 now, the callback a moment later
@@ -161,12 +166,22 @@ const request = (processId: string, assetId: 'big' | 'live', transferType: 'File
   ...(dataDestination ? { dataDestination } : {}),
 });
 
+/** An EDR's tokens are credentials too: the scan at shutdown looks for every one a test used. */
+function registerTokens(edr: DataAddress): void {
+  for (const name of ['authorization', 'refreshToken']) {
+    const token = property(edr, name);
+    if (token) cluster.registerSecret(token.replace(/^Bearer /, ''), `EDR ${name}`);
+  }
+}
+
 async function fetchWith(edr: DataAddress, headers: Record<string, string> = {}) {
+  registerTokens(edr);
   const res = await fetch(edr.endpoint, { headers: { authorization: property(edr, 'authorization')!, ...headers } });
   return { status: res.status, body: Buffer.from(await res.arrayBuffer()) };
 }
 /** A live stream never ends: its status and first bytes, then hang up. Ended bodies (an error) are read whole. */
 async function peek(edr: DataAddress): Promise<{ status: number; bytes: number }> {
+  registerTokens(edr);
   const res = await fetch(edr.endpoint, { headers: { authorization: property(edr, 'authorization')! } });
   const reader = res.body!.getReader();
   const first = await reader.read();
