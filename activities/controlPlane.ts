@@ -23,7 +23,6 @@ import {
 } from '../src/DataFlow.js';
 import type { DataFlowState } from '../src/DataFlowState.js';
 import type { ControlPlaneConfig } from '../src/config.js';
-import { SecretBox } from '../src/secrets.js';
 import type { ProcessMessage, TransferRequestMessage } from '../src/dsp.js';
 import { dataFlowWorkflowId, dataPlaneTaskQueue } from '../src/ids.js';
 import { TransferSettingsSchema, type TransferSettings, type TransferSettingsOverrides } from '../src/settings.js';
@@ -57,7 +56,6 @@ export interface OpenedTransfer {
 export function createControlPlaneActivities(deps: ControlPlaneDeps) {
   const { config, client } = deps;
   const defaults = TransferSettingsSchema.parse(config.transfer);
-  const secrets = SecretBox.fromBase64(config.secretKey);
 
   const transportFor = (address: string): CounterpartyTransport => {
     const t = deps.transports.find((x) => x.canReach(address));
@@ -134,7 +132,7 @@ export function createControlPlaneActivities(deps: ControlPlaneDeps) {
       if (req.role === 'PROVIDER') {
         const address = config.assets[req.assetId];
         if (!address) return { settings, refusal: `unknown asset ${req.assetId}` };
-        source = secrets.seal(address); // an asset's credentials enter the history sealed
+        source = address; // the payload codec encrypts it in every history
       }
       try {
         const dataPlane = await chooseDataPlane({ flowId: req.processId, transferType: req.transferType, ...(req.preferredDataPlane ? { preferred: req.preferredDataPlane } : {}) });
@@ -209,7 +207,7 @@ export function createControlPlaneActivities(deps: ControlPlaneDeps) {
     async resolveAsset(assetId: string): Promise<DataAddress> {
       const address = config.assets[assetId];
       if (!address) throw ApplicationFailure.nonRetryable(`unknown asset ${assetId}`, 'UnknownAsset');
-      return secrets.seal(address); // an asset's credentials enter the history sealed
+      return address; // the payload codec encrypts it, credentials and all
     },
 
     async selectDataPlane(req: { flowId: string; transferType: string; preferred?: string }): Promise<DataPlaneRef> {

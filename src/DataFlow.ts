@@ -91,8 +91,8 @@ export interface DataFlowStatus {
 /** An external provisioning service finished what it answered "pending" to. */
 export const ProvisionerCallbackSchema = z.object({
   op: z.enum(['provision', 'deprovision']),
-  /** The round the callback URL was issued for: a flow takes only callbacks of the round it waits on. */
-  round: z.string().min(1).max(100).optional(),
+  /** The provisioning round whose callback URL the service used (the `round` the flow gave provision/deprovision); absent from URLs without one. */
+  round: z.string().min(1).max(128).optional(),
   provisioner: z.string().min(1),
   side: z.enum(['source', 'destination']),
   ok: z.boolean(),
@@ -114,7 +114,7 @@ export const completeFlowUpdate = defineUpdate<DataFlowResponse, []>('complete')
 export const provisionerCallbackSignal = defineSignal<[ProvisionerCallback]>('provisionerCallback');
 export const dataFlowStatusQuery = defineQuery<DataFlowStatus>('status');
 
-/** What the public endpoint needs to serve a pull: is the flow started, which tokens are live, and the source (sealed). */
+/** What the public endpoint needs to serve a pull: is the flow started, which tokens are live, and the source. */
 export interface PullAccess {
   state: DataFlowState;
   /** Ids of the issued tokens not revoked yet (their provision is held). */

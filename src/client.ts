@@ -1,11 +1,10 @@
 import { randomUUID } from 'node:crypto';
 import { WorkflowUpdateFailedError, type Client, type WorkflowHandle } from '@temporalio/client';
 import { z } from 'zod';
-import { DataAddressSchema, type DataAddress } from './DataAddress.js';
+import { DataAddressSchema, urlCredentialProblem, type DataAddress } from './DataAddress.js';
 import { isConfinedPath } from './FileAddress.js';
 import { IdSchema, transferProcessWorkflowId } from './ids.js';
 import { startTransferProcess } from './processStart.js';
-import type { SecretBox } from './secrets.js';
 import { TransferSettingsOverridesSchema } from './settings.js';
 import {
   completeUpdate,
@@ -28,7 +27,14 @@ export const TransferRequestSchema = z
   .object({
     connectorId: IdSchema,
     processId: IdSchema.optional(),
-    counterpartyAddress: z.string().min(1),
+    // a search attribute (FerryCounterparty): readable by anyone who can list workflows
+    counterpartyAddress: z
+      .string()
+      .min(1)
+      .superRefine((v, ctx) => {
+        const problem = urlCredentialProblem(v) ?? (URL.canParse(v) && new URL(v).search ? 'must not carry a query (it is shown in every workflow list)' : undefined);
+        if (problem) ctx.addIssue({ code: 'custom', message: `counterpartyAddress ${problem}` });
+      }),
     agreementId: z.string().min(1),
     assetId: z.string().min(1),
     transferType: TransferTypeSchema,
@@ -78,12 +84,13 @@ export interface StartedTransfer {
   workflowId: string;
 }
 
-/** The user-facing API: start a transfer, read it, suspend/resume/terminate it. */
+/**
+ * The user-facing API: start a transfer, read it, suspend/resume/terminate it. The Temporal client
+ * must use ferry's data converter (`new Client({ connection, namespace, dataConverter:
+ * ferryDataConverter(keys) })`): it encrypts every payload, credentials in addresses with the rest.
+ */
 export class FerryClient {
-  constructor(
-    private readonly client: Client,
-    private readonly secrets?: SecretBox,
-  ) {}
+  constructor(readonly client: Client) {}
 
   /** Starts a consumer transfer. The same processId twice (even after it ended) reaches the same transfer. */
   async startTransfer(raw: TransferRequest): Promise<StartedTransfer> {
@@ -99,8 +106,8 @@ export class FerryClient {
       agreementId: req.agreementId,
       assetId: req.assetId,
       transferType: req.transferType,
-      // credentials in the destination never reach the history in plain
-      ...(req.dataDestination ? { dataDestination: this.secrets ? this.secrets.seal(req.dataDestination) : req.dataDestination } : {}),
+      // the payload codec encrypts it: credentials in the destination never reach the history in plain
+      ...(req.dataDestination ? { dataDestination: req.dataDestination } : {}),
       ...(req.dataPlaneId ? { dataPlaneId: req.dataPlaneId } : {}),
       ...(req.settings ? { settings: req.settings } : {}),
     };
@@ -143,13 +150,11 @@ export class FerryClient {
   }
 
   /**
-   * A pull's endpoint data reference, opened: the endpoint and the bearer token to fetch the data with.
-   * Null until the provider has started the transfer. Needs the connector's secret key.
+   * A pull's endpoint data reference: the endpoint and the bearer token to fetch the data with.
+   * Null until the provider has started the transfer.
    */
   async edr(connectorId: string, processId: string): Promise<DataAddress | null> {
-    if (!this.secrets) throw new Error('reading an EDR needs the connector secret key (FerryClient secrets)');
-    const sealed = await this.handle(connectorId, processId).query(edrQuery);
-    return sealed ? this.secrets.open(sealed) : null;
+    return (await this.handle(connectorId, processId).query(edrQuery)) ?? null;
   }
 
   /** Waits until the process reaches one of `states` (polling its query; bounded by `timeoutMs`). */

@@ -11,6 +11,10 @@ export const TemporalConnectionSchema = z.object({
   namespace: z.string().min(1).default('default'),
 });
 
+/** Keys live in the environment or in key files, never in a config file: a leftover key is refused, naming where it goes. */
+const keyNotHere = (variable: string) =>
+  z.undefined({ error: `keys are not read from config files: remove it and set ${variable} or ${variable}_FILE (see the README, "Keys")` }).optional();
+
 export const ProvisionerConfigSchema = z.discriminatedUnion('kind', [
   z.object({ kind: z.literal('file-destination') }),
   z.object({
@@ -38,10 +42,8 @@ export const DataPlaneConfigSchema = z.object({
       publicUrl: z.url().optional(),
     })
     .default({ host: '127.0.0.1', port: 0 }),
-  /** base64 32-byte key that signs callback URLs; generated per start when absent (callbacks then die with the worker). */
-  callbackKey: z.string().min(1).optional(),
-  /** base64 32-byte key that seals secrets in addresses (shared with the control plane). */
-  secretKey: z.string().min(1),
+  callbackKey: keyNotHere('FERRY_CALLBACK_KEYS'),
+  secretKey: keyNotHere('FERRY_CODEC_KEYS'),
   provisioners: z.array(ProvisionerConfigSchema).default([{ kind: 'file-destination' }]),
   /**
    * The public HTTP endpoint consumers pull from with an EDR (HttpData-PULL). When configured, this
@@ -57,8 +59,7 @@ export const DataPlaneConfigSchema = z.object({
       tokenTtl: DurationSchema.default('10m'),
       /** How long a refresh token is valid; each refresh hands out a new pair, so a live pull never runs dry. */
       refreshTtl: DurationSchema.default('1d'),
-      /** base64 key (≥ 32 bytes) that signs EDR tokens; derived from secretKey when absent. */
-      tokenKey: z.string().min(1).optional(),
+      tokenKey: keyNotHere('FERRY_EDR_KEYS'),
     })
     .optional(),
   /**
@@ -117,7 +118,7 @@ export const ControlPlaneConfigSchema = z.object({
   /** Provider side: where each offered asset's bytes are. */
   assets: z.record(z.string().min(1), DataAddressSchema).default({}),
   transfer: TransferSettingsSchema.partial().default({}),
-  secretKey: z.string().min(1),
+  secretKey: keyNotHere('FERRY_CODEC_KEYS'),
   /** The Dataspace Protocol over HTTP(S): off unless configured. */
   dsp: DspConfigSchema.optional(),
 });

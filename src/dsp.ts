@@ -1,5 +1,5 @@
 import { z } from 'zod';
-import { DataAddressSchema, type DataAddress } from './DataAddress.js';
+import { DataAddressSchema, endpointUrl, QUERY_PROPERTY_PREFIX, type DataAddress } from './DataAddress.js';
 
 /**
  * Dataspace Protocol (2025-1) transfer messages between connectors. Every transport (in-cluster
@@ -121,13 +121,13 @@ export const pathOfMessage = (type: ProcessMessageType): MessagePath =>
  * drops the `@type`s again.
  */
 export function toDspDataAddress(address: DataAddress) {
+  // the counterparty gets the URL whole: `query:` properties are ferry's way of storing it
+  const properties = address.endpointProperties.filter((p) => !p.name.startsWith(QUERY_PROPERTY_PREFIX));
   return {
     '@type': 'DataAddress' as const,
     endpointType: address.endpointType,
-    endpoint: address.endpoint,
-    ...(address.endpointProperties.length
-      ? { endpointProperties: address.endpointProperties.map((p) => ({ '@type': 'EndpointProperty' as const, name: p.name, value: p.value })) }
-      : {}),
+    endpoint: endpointUrl(address),
+    ...(properties.length ? { endpointProperties: properties.map((p) => ({ '@type': 'EndpointProperty' as const, name: p.name, value: p.value })) } : {}),
   };
 }
 

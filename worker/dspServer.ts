@@ -19,7 +19,6 @@ import {
   type MessagePath,
 } from '../src/dsp.js';
 import { transferProcessWorkflowId } from '../src/ids.js';
-import { SecretBox } from '../src/secrets.js';
 import { providerPidFor, startTransferProcess } from '../src/processStart.js';
 import {
   counterpartyMessageUpdate,
@@ -56,8 +55,6 @@ export { dspStateOf };
 export async function startDspServer(opts: { config: ControlPlaneConfig & { dsp: DspConfig }; client: Client }): Promise<DspServer> {
   const { config, client } = opts;
   const { dsp, connectorId } = config;
-  // credentials a counterparty sends in addresses enter our histories sealed
-  const secrets = SecretBox.fromBase64(config.secretKey);
   const app = Fastify({ bodyLimit: 1024 * 1024, logger: false });
   // Routes live under the path of our public URL (`https://connector.example/dsp` serves `/dsp/transfers/…`).
   const base = dsp.publicUrl ? trimSlash(new URL(dsp.publicUrl).pathname) : '';
@@ -135,7 +132,7 @@ export async function startDspServer(opts: { config: ControlPlaneConfig & { dsp:
       agreementId: msg.agreementId,
       assetId: agreement.assetId,
       transferType: format.data,
-      ...(msg.dataAddress ? { dataDestination: secrets.seal(msg.dataAddress) } : {}),
+      ...(msg.dataAddress ? { dataDestination: msg.dataAddress } : {}),
       ...(agreement.start === 'manual' ? { startPolicy: 'manual' as const } : {}),
     });
     return reply.code(201).send({ '@context': [DSP_CONTEXT], '@type': 'TransferProcess', providerPid, consumerPid: msg.consumerPid, state: 'REQUESTED' } satisfies DspTransferProcess);
@@ -153,8 +150,7 @@ export async function startDspServer(opts: { config: ControlPlaneConfig & { dsp:
     const messageId = req.headers[MESSAGE_ID_HEADER];
     const updateId = typeof messageId === 'string' && /^[\x21-\x7e]{1,300}$/.test(messageId) ? `${who.id}:${messageId}` : undefined;
     try {
-      const sealed = 'dataAddress' in msg && msg.dataAddress ? { ...msg, dataAddress: secrets.seal(msg.dataAddress) } : msg;
-      await handle.executeUpdate(counterpartyMessageUpdate, { args: [sealed], ...(updateId ? { updateId } : {}) });
+      await handle.executeUpdate(counterpartyMessageUpdate, { args: [msg], ...(updateId ? { updateId } : {}) });
     } catch (e) {
       // The validator refused (or the process has ended): the state is unchanged.
       if (e instanceof WorkflowUpdateFailedError) throw new DspError(400, 'InvalidStateTransition', e.cause?.message ?? e.message, pids);

@@ -2,7 +2,7 @@ import { createHash } from 'node:crypto';
 import { createReadStream } from 'node:fs';
 import { stat } from 'node:fs/promises';
 import { Readable } from 'node:stream';
-import { property, type DataAddress } from '../../src/DataAddress.js';
+import { endpointUrl, property, type DataAddress } from '../../src/DataAddress.js';
 import { FileAddressError, resolveInRoot } from '../../src/FileAddress.js';
 import { realPathInside } from './confinement.js';
 import { TokenBucket, TransferAborted, TransferRejected } from './FileTransfer.js';
@@ -53,7 +53,7 @@ export async function pushHttp(opts: PushHttpOptions): Promise<{ bytes: number; 
   );
   let res: Response;
   try {
-    res = await fetch(destination.endpoint, {
+    res = await fetch(endpointUrl(destination), {
       method: property(destination, 'method') ?? 'POST',
       headers: {
         ...headersOf(destination),
@@ -89,7 +89,7 @@ async function openSource(root: string, source: DataAddress, signal?: AbortSigna
     if (!info?.isFile()) throw new TransferRejected(`source ${JSON.stringify(source.endpoint)} is not a regular file`);
     return { body: Readable.toWeb(createReadStream(file, { highWaterMark: 1024 * 1024 })) as ReadableStream<Uint8Array>, length: info.size };
   }
-  const res = await fetch(source.endpoint, { headers: headersOf(source), redirect: 'error', ...(signal ? { signal } : {}) });
+  const res = await fetch(endpointUrl(source), { headers: headersOf(source), redirect: 'error', ...(signal ? { signal } : {}) });
   if (!res.ok || !res.body) {
     await res.arrayBuffer().catch(() => undefined);
     throw httpFailure('source', source.endpoint, res.status);

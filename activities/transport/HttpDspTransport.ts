@@ -1,6 +1,5 @@
 import type { Counterparty, DspConfig } from '../../src/config.js';
 import type { DataAddress } from '../../src/DataAddress.js';
-import type { SecretBox } from '../../src/secrets.js';
 import {
   DSP_STATES,
   isUnder,
@@ -24,11 +23,7 @@ import { CounterpartyRejected, type CounterpartyTransport, type SendOptions } fr
 export class HttpDspTransport implements CounterpartyTransport {
   readonly name = 'dsp-https';
 
-  constructor(
-    private readonly dsp: DspConfig & { publicUrl: string },
-    /** Our key: addresses travel sealed inside our histories, but the counterparty needs them open. */
-    private readonly secrets: SecretBox,
-  ) {}
+  constructor(private readonly dsp: DspConfig & { publicUrl: string }) {}
 
   canReach(address: string): boolean {
     return /^https?:\/\//.test(address);
@@ -36,7 +31,7 @@ export class HttpDspTransport implements CounterpartyTransport {
 
   async requestTransfer(address: string, message: TransferRequestMessage, opts: SendOptions = {}): Promise<{ providerPid: string }> {
     // Over HTTPS the counterparty calls us back at our public DSP URL, and the agreement names the asset.
-    const { assetId: _inClusterOnly, ...dspMessage } = { ...this.opened(message), callbackAddress: this.dsp.publicUrl };
+    const { assetId: _inClusterOnly, ...dspMessage } = { ...this.onWire(message), callbackAddress: this.dsp.publicUrl };
     const ack = (await this.post(address, '/transfers/request', dspMessage, opts)) as Partial<DspTransferProcess>;
     if (ack['@type'] !== 'TransferProcess' || typeof ack.providerPid !== 'string' || ack.consumerPid !== message.consumerPid) {
       throw new CounterpartyRejected(`counterparty answered the transfer request with something that is not its TransferProcess`);
@@ -45,7 +40,7 @@ export class HttpDspTransport implements CounterpartyTransport {
   }
 
   async send(address: string, receiverPid: string, message: ProcessMessage, opts: SendOptions = {}): Promise<void> {
-    await this.post(address, `/transfers/${encodeURIComponent(receiverPid)}/${pathOfMessage(message['@type'])}`, this.opened(message), opts);
+    await this.post(address, `/transfers/${encodeURIComponent(receiverPid)}/${pathOfMessage(message['@type'])}`, this.onWire(message), opts);
   }
 
   async state(address: string, pid: string): Promise<DspState> {
@@ -62,9 +57,10 @@ export class HttpDspTransport implements CounterpartyTransport {
     return state;
   }
 
-  private opened<M extends object>(message: M): M {
+  /** The message as DSP puts it on the wire (the address in DSP's shape). */
+  private onWire<M extends object>(message: M): M {
     const address = (message as { dataAddress?: DataAddress }).dataAddress;
-    return address ? { ...message, dataAddress: toDspDataAddress(this.secrets.open(address)) } : message;
+    return address ? { ...message, dataAddress: toDspDataAddress(address) } : message;
   }
 
   /** Any 2xx is an acknowledgement (the binding names 201 for a request, 200 otherwise; peers vary). */
