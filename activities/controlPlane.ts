@@ -166,6 +166,11 @@ export function createControlPlaneActivities(deps: ControlPlaneDeps) {
           await ctx.sleep(Math.min(left, 5_000));
         }
         try {
+          // closed without finishing (an operator terminated or reset it): its status is frozen, so ask Temporal first
+          const execution = await client.withDeadline(Date.now() + 10_000, () => client.workflow.getHandle(dataFlowWorkflowIdOf(req.flow)).describe());
+          if (execution.status.name !== 'RUNNING' && execution.status.name !== 'COMPLETED') {
+            return { kind: 'flowEnded', state: execution.status.name, completed: false, detail: `its workflow is ${execution.status.name.toLowerCase()}` };
+          }
           const status = await flowStatus(req.flow);
           flowSilentSince = undefined;
           if (status.outcome === 'completed' || status.outcome === 'failed' || status.outcome === 'terminated') {

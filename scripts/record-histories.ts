@@ -4,6 +4,7 @@
  *   npx tsx scripts/record-histories.ts            # refuses to overwrite existing recordings
  *   npx tsx scripts/record-histories.ts --force    # re-record (only after a deliberate decision)
  *   npx tsx scripts/record-histories.ts --only pull # record just the named scenario(s), e.g. a new one
+ *   npx tsx scripts/record-histories.ts --prefix tables-  # a new generation beside the old one (after a patched() change)
  *
  * Starts a cluster (in-memory Temporal dev server + workers), runs each scenario to its end and
  * writes every TransferProcess and DataFlow history involved to
@@ -39,7 +40,9 @@ interface Recording {
   openIn?: DataFlowState;
 }
 
-const { values: args } = parseArgs({ options: { force: { type: 'boolean', default: false }, only: { type: 'string', multiple: true } } });
+const { values: args } = parseArgs({
+  options: { force: { type: 'boolean', default: false }, only: { type: 'string', multiple: true }, prefix: { type: 'string', default: '' } },
+});
 
 const SCENARIOS = ['completed', 'suspend-resume-terminate', 'stale-wait', 'callback-retry', 'pull'] as const;
 const unknown = (args.only ?? []).filter((n) => !(SCENARIOS as readonly string[]).includes(n));
@@ -237,7 +240,7 @@ async function main(): Promise<void> {
 }
 
 function fileOf(rec: Pick<Recording, 'scenario' | 'kind' | 'role'>): string {
-  return path.join(HISTORIES, `${rec.scenario}-${rec.kind}-${rec.role}.json`);
+  return path.join(HISTORIES, `${args.prefix}${rec.scenario}-${rec.kind}-${rec.role}.json`);
 }
 
 /**

@@ -1,5 +1,6 @@
 import {
   ActivityCancellationType,
+  ActivityFailure,
   allHandlersFinished,
   ApplicationFailure,
   condition,
@@ -288,7 +289,7 @@ class TransferProcess {
       case 'took':
         return this.took(data as { providerPid?: string } | undefined);
       case 'notTaken':
-        return this.notTaken(data as string);
+        return this.notTaken(data as { why: string; refused: boolean });
       case 'alarm':
         return this.alarm(data as WatchAlarm);
     }
@@ -526,7 +527,7 @@ class TransferProcess {
       'send',
       run as () => Promise<{ providerPid?: string } | void>,
       (answer) => this.machine.post('counterparty.took', answer ?? undefined),
-      (e) => this.machine.post('counterparty.unreachable', message(e)),
+      (e) => this.machine.post('counterparty.unreachable', { why: message(e), refused: refusedByCounterparty(e) }),
       // the termination message is the last word: a terminate never cuts it short
       { cancellable: type !== 'TransferTerminationMessage' },
     );
@@ -539,16 +540,20 @@ class TransferProcess {
     this.enter(sent.then, sent.type === 'TransferRequestMessage' ? `provider process ${this.counterpartyPid}` : sent.note);
   }
 
-  private notTaken(why: string): void {
+  private notTaken({ why, refused }: { why: string; refused: boolean }): void {
     const sent = this.sending!;
     this.sending = undefined;
-    const what = `counterparty did not take ${sent.type}: ${why}`;
+    const what = `counterparty ${refused ? 'refused' : 'did not take'} ${sent.type}: ${why}`;
     switch (sent.type) {
       case 'TransferTerminationMessage':
         this.note(what);
         return this.enter('TERMINATED', this.reason);
       case 'TransferCompletionMessage':
-        // the bytes were delivered: never TERMINATED for want of telling the counterparty
+        if (refused) {
+          // it ended the transfer otherwise (it was terminating): both sides end TERMINATED
+          return this.end({ reason: what, waitForRelease: true });
+        }
+        // unreachable: the bytes were delivered; never TERMINATED for want of telling the counterparty
         this.error = what;
         return this.enter('COMPLETED', `${this.reason}; ${what}`);
       case 'TransferRequestMessage':
@@ -774,5 +779,8 @@ class TransferProcess {
 
 /** The callback that answers a call: a resume is answered as a start. */
 const callbackOp = (op: DataPlaneOp): DataPlaneCallback['op'] => (op === 'resume' ? 'start' : op === 'complete' ? 'transfer' : op);
+
+/** The counterparty answered and said no (as opposed to: it could not be reached). */
+const refusedByCounterparty = (e: unknown): boolean => e instanceof ActivityFailure && e.cause instanceof ApplicationFailure && e.cause.type === 'CounterpartyRejected';
 
 const reasonsOf = (msg: ProcessMessage): string => ('reason' in msg && msg.reason.length ? msg.reason.join('; ') : 'no reason given');
