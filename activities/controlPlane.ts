@@ -9,6 +9,8 @@ import {
 import type { DataAddress } from '../src/DataAddress.js';
 import {
   completeFlowUpdate,
+  dataFlowSummary,
+  DataFlowStateAttr,
   dataFlowStatusQuery,
   prepareUpdate,
   resumeFlowUpdate,
@@ -233,6 +235,8 @@ export function createControlPlaneActivities(deps: ControlPlaneDeps) {
               workflowId,
               taskQueue: req.taskQueue,
               args: [req.flow],
+              ...dataFlowSummary(req.flow, req.message.transferType),
+              typedSearchAttributes: [{ key: DataFlowStateAttr, value: 'RECEIVED' }],
               workflowIdConflictPolicy: 'USE_EXISTING',
               // an ended flow is not started again: its resources were released
               workflowIdReusePolicy: 'REJECT_DUPLICATE',

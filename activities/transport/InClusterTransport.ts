@@ -9,7 +9,7 @@ import {
 import { dspStateOf, FINAL_STATE_OF, type DspState, type ProcessMessage, type TransferRequestMessage } from '../../src/dsp.js';
 import { controlPlaneTaskQueue, IN_CLUSTER_SCHEME, transferProcessWorkflowId } from '../../src/ids.js';
 import { providerPidFor } from '../../src/processStart.js';
-import { counterpartyMessageUpdate, requestUpdate, transferProcessStatusQuery, type TransferProcessInput } from '../../src/TransferProcess.js';
+import { counterpartyMessageUpdate, requestUpdate, transferLinks, transferProcessStatusQuery, transferSearchAttributes, transferSummary, type TransferProcessInput } from '../../src/TransferProcess.js';
 import { CounterpartyRejected, type CounterpartyTransport, type SendOptions } from '../../src/Transport.js';
 
 /**
@@ -54,6 +54,9 @@ export class InClusterTransport implements CounterpartyTransport {
           workflowId,
           taskQueue: controlPlaneTaskQueue(provider),
           args: [input],
+          ...transferSummary(input),
+          typedSearchAttributes: transferSearchAttributes(input),
+          memo: transferLinks(input),
           workflowIdConflictPolicy: 'USE_EXISTING',
           workflowIdReusePolicy: 'REJECT_DUPLICATE',
         }),
