@@ -182,8 +182,14 @@ async function settle(r: Real): Promise<TransferProcessState> {
   }
 }
 
+/** What the runs reached, printed at the end: a search that never leaves STARTED proves little. */
+const coverage = new Map<string, number>();
+const count = (what: string) => coverage.set(what, (coverage.get(what) ?? 0) + 1);
+
 async function checkInvariants(r: Real): Promise<void> {
   let agreed = await settle(r);
+  count(`settled ${agreed}`);
+  for (const line of r.log) if (/refused|-> /.test(line)) count(line.replace(/ -> .*/, ' accepted'));
   if (!FINAL.includes(agreed)) {
     // stable but live: end it, and the two sides must still agree
     try {
@@ -252,5 +258,6 @@ describe('model-based: random interleavings of commands, provisioner behaviours 
       }),
       { numRuns: RUNS, seed: SEED, endOnFailure: true, verbose: 1 },
     );
+    console.log(`model coverage over ${RUNS} runs:\n${[...coverage].sort().map(([k, v]) => `  ${k}: ${v}`).join('\n')}`);
   }, 40 * 60_000);
 });
