@@ -159,14 +159,20 @@ class RestartDataPlane implements fc.AsyncCommand<object, Real> {
 }
 
 const side = fc.constantFrom<Side>('consumer', 'provider');
+const client = fc.tuple(fc.constantFrom('suspend', 'resume', 'suspend', 'resume', 'terminate', 'complete' as const), side).map(([v, s]) => new Command(v, s));
+const awaitStable = side.map((s) => new AwaitStable(s));
+// weights by repetition: mostly commands and waits (so suspensions get resumed), then provisioner behaviours and restarts
 const commands = fc.commands(
   [
-    fc.tuple(fc.constantFrom('suspend', 'resume', 'terminate', 'complete' as const), side).map(([v, s]) => new Command(v, s)),
-    side.map((s) => new AwaitStable(s)),
+    client,
+    client,
+    client,
+    awaitStable,
+    awaitStable,
     fc.tuple(side, fc.constantFrom<ProvisioningMode | 'hold' | 'release' | 'twice'>('async', 'sync', 'async-fail', 'never', 'hold', 'release', 'twice')).map(([s, b]) => new Provisioning(s, b)),
     side.map((s) => new RestartDataPlane(s)),
   ],
-  { maxCommands: 8 },
+  { maxCommands: 12, size: 'medium' },
 );
 
 /** Waits until both sides are stable and agree; what they agreed on. */
