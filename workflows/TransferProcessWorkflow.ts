@@ -838,6 +838,10 @@ class TransferProcess {
 const callbackOp = (op: DataPlaneOp): DataPlaneCallback['op'] => (op === 'resume' ? 'start' : op === 'complete' ? 'transfer' : op);
 
 /** The counterparty answered and said no (as opposed to: it could not be reached). */
-const refusedByCounterparty = (e: unknown): boolean => e instanceof ActivityFailure && e.cause instanceof ApplicationFailure && e.cause.type === 'CounterpartyRejected';
+const refusedByCounterparty = (e: unknown): boolean => {
+  // a local activity's failure arrives as it was thrown; a remote one's wrapped in ActivityFailure
+  const failure = e instanceof ActivityFailure ? e.cause : e;
+  return failure instanceof ApplicationFailure && failure.type === 'CounterpartyRejected';
+};
 
 const reasonsOf = (msg: ProcessMessage): string => ('reason' in msg && msg.reason.length ? msg.reason.join('; ') : 'no reason given');

@@ -72,7 +72,7 @@ beforeAll(async () => {
   const fileAsset = (name: string) => ({ endpointType: 'File' as const, endpoint: path.join(cluster.root, 'assets', name), endpointProperties: [] });
   const http = (name: string, url: string, endpointTypes: string[]) => ({ kind: 'http' as const, name, url, side: 'destination' as const, endpointTypes });
   await Promise.all([
-    cluster.controlPlane({ connectorId: 'c', dataPlanes: [{ id: 'c-dp', transferTypes: ['HttpData-PUSH', 'File-PUSH'] }] }),
+    cluster.controlPlane({ connectorId: 'c', dataPlanes: [{ id: 'c-dp', transferTypes: ['HttpData-PUSH', 'File-PUSH', 'HttpData-PULL'] }] }),
     cluster.dataPlane({ instanceId: 'c-dp', fileRoot: cluster.root, provisioners: [] }),
     // a provider whose data plane holds a provisioned resource and is slow to stop (2 s stale waits, 5 s heartbeat timeout)
     cluster.controlPlane({
@@ -83,8 +83,8 @@ beforeAll(async () => {
     }),
     cluster.dataPlane({ instanceId: 'p-dp', fileRoot: cluster.root, provisioners: [http('staging', staging.url, ['HttpData'])], dataFlow: { transferHeartbeatTimeout: '5s' } }),
     // a File provider (pushes in flight for a few seconds) and consumers with two provisioners on their destination
-    cluster.controlPlane({ connectorId: 'pf', dataPlanes: [{ id: 'pf-dp', transferTypes: ['File-PUSH'] }], assets: { big: fileAsset('big.bin'), small: fileAsset('small.bin') } }),
-    cluster.dataPlane({ instanceId: 'pf-dp', fileRoot: cluster.root, provisioners: [], rateLimitBytesPerSec: 8 * 1024 * 1024 }),
+    cluster.controlPlane({ connectorId: 'pf', dataPlanes: [{ id: 'pf-dp', transferTypes: ['File-PUSH', 'HttpData-PULL'] }], assets: { big: fileAsset('big.bin'), small: fileAsset('small.bin') } }),
+    cluster.dataPlane({ instanceId: 'pf-dp', fileRoot: cluster.root, provisioners: [], rateLimitBytesPerSec: 8 * 1024 * 1024, publicApi: { host: '127.0.0.1', port: 0 } }),
     cluster.controlPlane({ connectorId: 'c-echo', dataPlanes: [{ id: 'c-echo-dp', transferTypes: ['File-PUSH'] }] }),
     cluster.dataPlane({ instanceId: 'c-echo-dp', fileRoot: cluster.root, provisioners: [{ kind: 'file-destination' }, http('echo', echo.url, ['File'])] }),
     cluster.controlPlane({ connectorId: 'c-bare', dataPlanes: [{ id: 'c-bare-dp', transferTypes: ['File-PUSH'] }] }),
@@ -232,6 +232,27 @@ describe('a message delivered twice', () => {
     // a message that would end it otherwise is still refused
     const termination = { ...completion, '@type': 'TransferTerminationMessage' as const, reason: [] };
     await expect(transport.send(inClusterAddress('c'), processId, termination)).rejects.toThrow(/has ended COMPLETED/);
+  });
+});
+
+describe('a suspension and a completion crossing each other', () => {
+  it('the provider suspends a pull while the consumer completes it: each refuses the other\'s message and both end TERMINATED, saying why', async () => {
+    const { processId } = await cluster.ferry.startTransfer({
+      connectorId: 'c',
+      counterpartyAddress: inClusterAddress('pf'),
+      agreementId: 'agreement-small',
+      assetId: 'small',
+      transferType: 'HttpData-PULL',
+    });
+    const providerPid = await providerPidOf(cluster.ferry, 'c', processId);
+    await cluster.ferry.waitForState('c', processId, ['STARTED']);
+    await cluster.ferry.waitForState('pf', providerPid, ['STARTED']);
+    await Promise.all([cluster.ferry.suspend('pf', providerPid, 'crossing'), cluster.ferry.complete('c', processId)]);
+    const [consumer, provider] = [await cluster.ferry.result('c', processId), await cluster.ferry.result('pf', providerPid)];
+    expect([consumer.state, provider.state]).toEqual(['TERMINATED', 'TERMINATED']);
+    expect(consumer.reason).toMatch(/counterparty refused TransferCompletionMessage/);
+    expect(provider.reason).toMatch(/counterparty refused TransferSuspensionMessage/);
+    await expectHealthy('c', processId, 'pf', providerPid);
   });
 });
 
