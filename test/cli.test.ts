@@ -101,7 +101,7 @@ describe('ferry CLI', () => {
     expect(run.stdout).toContain('http://ui.example:8233/namespaces/default/workflows/transfer-consumer-valid-1');
 
     const description = await env.client.workflow.getHandle('transfer-consumer-valid-1').describe();
-    expect(description.type).toBe('transferProcessWorkflow');
+    expect(description.type).toBe('transferProcess');
     // the CLI encrypts what it sends: the stored input names the codec and the key, and hides the destination
     const started = (await env.client.workflow.getHandle('transfer-consumer-valid-1').fetchHistory()).events![0]!.workflowExecutionStartedEventAttributes!;
     const input = started.input!.payloads![0]!;
@@ -124,7 +124,7 @@ describe('ferry CLI', () => {
     expect(started.stderr).toBe('');
     expect(started.code).toBe(0);
     const description = await env.client.workflow.getHandle('transfer-consumer-pull-1').describe();
-    expect(description.type).toBe('transferProcessWorkflow');
+    expect(description.type).toBe('transferProcess');
     await env.client.workflow.getHandle('transfer-consumer-pull-1').terminate('test cleanup');
   });
 

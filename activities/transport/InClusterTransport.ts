@@ -7,7 +7,7 @@ import {
   type WorkflowHandle,
 } from '@temporalio/client';
 import { dspStateOf, FINAL_STATE_OF, type DspState, type ProcessMessage, type TransferRequestMessage } from '../../src/dsp.js';
-import { controlPlaneTaskQueue, IN_CLUSTER_SCHEME, transferProcessWorkflowId } from '../../src/ids.js';
+import { controlPlaneTaskQueue, IN_CLUSTER_SCHEME, TRANSFER_PROCESS_WORKFLOW, transferProcessWorkflowId } from '../../src/ids.js';
 import { providerPidFor } from '../../src/processStart.js';
 import { counterpartyMessageUpdate, requestUpdate, transferLinks, transferProcessStatusQuery, transferSearchAttributes, transferSummary, type TransferProcessInput } from '../../src/TransferProcess.js';
 import { CounterpartyRejected, type CounterpartyTransport, type SendOptions } from '../../src/Transport.js';
@@ -50,7 +50,7 @@ export class InClusterTransport implements CounterpartyTransport {
       await this.client.workflow.executeUpdateWithStart(requestUpdate, {
         args: [message],
         ...(opts.messageId ? { updateId: opts.messageId } : {}),
-        startWorkflowOperation: new WithStartWorkflowOperation('transferProcessWorkflow', {
+        startWorkflowOperation: new WithStartWorkflowOperation(TRANSFER_PROCESS_WORKFLOW, {
           workflowId,
           taskQueue: controlPlaneTaskQueue(provider),
           args: [input],
