@@ -26,9 +26,10 @@ import {
 import type { DataFlowState } from '../src/DataFlowState.js';
 import type { ControlPlaneConfig } from '../src/config.js';
 import type { ProcessMessage, TransferRequestMessage } from '../src/dsp.js';
-import { DATA_FLOW_WORKFLOW, dataFlowWorkflowId, dataPlaneTaskQueue } from '../src/ids.js';
-import { TransferSettingsSchema, type TransferSettings, type TransferSettingsOverrides } from '../src/settings.js';
-import type { DataPlaneRef, WatchAlarm } from '../src/TransferProcess.js';
+import { DATA_FLOW_WORKFLOW, dataFlowWorkflowId, dataPlaneTaskQueue, TRANSFER_PROCESS_WORKFLOW } from '../src/ids.js';
+import { durationMs, TransferSettingsSchema, type TransferSettings, type TransferSettingsOverrides } from '../src/settings.js';
+import { transferProcessStatusQuery, type DataPlaneRef, type TransferProcessStatus, type WatchAlarm } from '../src/TransferProcess.js';
+import { watchdogAlarmSignal, type Suspect, type SweepResult } from '../src/Watchdog.js';
 import { CounterpartyRejected, type CounterpartyTransport } from '../src/Transport.js';
 
 /** Side effects of the control plane: talking to its data planes and to the counterparty. */
@@ -106,6 +107,49 @@ export function createControlPlaneActivities(deps: ControlPlaneDeps) {
     return { id: chosen.id, taskQueue: dataPlaneTaskQueue(chosen.id) };
   };
 
+  /**
+   * A STARTED transfer as the watchdog sees it: its data flow (gone, closed behind its back, ended
+   * without telling, silent for lostAfter) and its counterparty's process (ended twice in a row,
+   * unreachable for lostAfter).
+   */
+  const checkTransfer = async (status: TransferProcessStatus, was: Suspect, lostAfterMs: number): Promise<{ alarm?: WatchAlarm; suspect?: Suspect }> => {
+    const now = Date.now();
+    const suspect: Suspect = {};
+    const flow: DataFlowInput = { flowId: status.processId, connectorId: status.connectorId, processId: status.processId, role: status.role, instanceId: status.dataPlane!.id, callbackWorkflowId: '' };
+    try {
+      // closed without finishing (an operator terminated or reset it): its status is frozen, so ask Temporal first
+      const execution = await client.withDeadline(now + 10_000, () => client.workflow.getHandle(dataFlowWorkflowIdOf(flow)).describe());
+      if (execution.status.name !== 'RUNNING' && execution.status.name !== 'COMPLETED') {
+        return { alarm: { kind: 'flowEnded', state: execution.status.name, completed: false, detail: `its workflow is ${execution.status.name.toLowerCase()}` } };
+      }
+      const s = await flowStatus(flow);
+      if (s.outcome === 'completed' || s.outcome === 'failed' || s.outcome === 'terminated') {
+        return { alarm: { kind: 'flowEnded', state: s.state, completed: s.outcome === 'completed', ...(s.error ? { detail: s.error } : {}) } };
+      }
+    } catch (e) {
+      if (e instanceof WorkflowNotFoundError) return { alarm: { kind: 'flowGone' } };
+      suspect.flowSilentSince = was.flowSilentSince ?? now;
+      if (now - suspect.flowSilentSince >= lostAfterMs) {
+        return { alarm: { kind: 'dataPlaneLost', detail: `its data flow has not answered for ${Math.round((now - suspect.flowSilentSince) / 1000)} s (${(e as Error).message})` } };
+      }
+    }
+    if (status.counterpartyPid) {
+      try {
+        const state = await transportFor(status.counterpartyAddress).state(status.counterpartyAddress, status.counterpartyPid);
+        if (state === 'COMPLETED' || state === 'TERMINATED') {
+          if (was.peerEnded === state) return { alarm: { kind: 'peerEnded', state } };
+          suspect.peerEnded = state;
+        }
+      } catch (e) {
+        suspect.peerSilentSince = was.peerSilentSince ?? now;
+        if (now - suspect.peerSilentSince >= lostAfterMs) {
+          return { alarm: { kind: 'peerLost', detail: `no answer for ${Math.round((now - suspect.peerSilentSince) / 1000)} s (${(e as Error).message})` } };
+        }
+      }
+    }
+    return Object.keys(suspect).length ? { suspect } : {};
+  };
+
   /** The flow's state as its DataFlow says (within a deadline: a data plane without workers does not answer). */
   const flowStatus = (flow: DataFlowInput) =>
     client.withDeadline(Date.now() + 10_000, () => client.workflow.getHandle(dataFlowWorkflowIdOf(flow)).query(dataFlowStatusQuery));
@@ -146,61 +190,36 @@ export function createControlPlaneActivities(deps: ControlPlaneDeps) {
     },
 
     /**
-     * STARTED's watchdog: checks every `intervalMs` that the data flow is there and running, and
-     * that the counterparty's process is still live, heartbeating all along (a healthy transfer
-     * adds nothing to its history). Returns what needs the process's attention.
+     * One sweep of the connector watchdog (workflows/ConnectorWatchdogWorkflow.ts): every STARTED
+     * transfer of this connector is checked (its data flow is there and running; its counterparty's
+     * process is live), and one that needs attention gets a `watchdogAlarm` signal. What is only
+     * suspicious so far comes back as a suspect, checked again next time.
      */
-    async watchTransfer(req: {
-      flow: DataFlowInput;
-      taskQueue: string;
-      intervalMs: number;
-      lostAfterMs: number;
-      counterparty?: { address: string; pid: string };
-    }): Promise<WatchAlarm> {
+    async sweepStartedTransfers(req: { connectorId: string; suspects: Record<string, Suspect> }): Promise<SweepResult> {
+      const lostAfterMs = durationMs(config.watchdog.lostAfter);
       const ctx = Context.current();
-      let flowSilentSince: number | undefined;
-      let peerSilentSince: number | undefined;
-      let peerEnded: string | undefined;
-      for (;;) {
-        // sleep the interval in heartbeat-sized steps: cancellation (the process left STARTED) arrives through them
-        for (let left = req.intervalMs; left > 0; left -= 5_000) {
-          ctx.heartbeat();
-          await ctx.sleep(Math.min(left, 5_000));
-        }
-        try {
-          // closed without finishing (an operator terminated or reset it): its status is frozen, so ask Temporal first
-          const execution = await client.withDeadline(Date.now() + 10_000, () => client.workflow.getHandle(dataFlowWorkflowIdOf(req.flow)).describe());
-          if (execution.status.name !== 'RUNNING' && execution.status.name !== 'COMPLETED') {
-            return { kind: 'flowEnded', state: execution.status.name, completed: false, detail: `its workflow is ${execution.status.name.toLowerCase()}` };
-          }
-          const status = await flowStatus(req.flow);
-          flowSilentSince = undefined;
-          if (status.outcome === 'completed' || status.outcome === 'failed' || status.outcome === 'terminated') {
-            return { kind: 'flowEnded', state: status.state, completed: status.outcome === 'completed', ...(status.error ? { detail: status.error } : {}) };
-          }
-        } catch (e) {
-          if (e instanceof WorkflowNotFoundError) return { kind: 'flowGone' };
-          flowSilentSince ??= Date.now();
-          if (Date.now() - flowSilentSince >= req.lostAfterMs) {
-            return { kind: 'dataPlaneLost', detail: `its data flow has not answered for ${Math.round((Date.now() - flowSilentSince) / 1000)} s (${(e as Error).message})` };
+      const query = `WorkflowType = '${TRANSFER_PROCESS_WORKFLOW}' AND ExecutionStatus = 'Running' AND FerryTransferState = 'STARTED' AND WorkflowId STARTS_WITH 'transfer-${req.connectorId}-'`;
+      const started: string[] = [];
+      for await (const w of client.workflow.list({ query })) started.push(w.workflowId);
+      const suspects: Record<string, Suspect> = {};
+      let alarms = 0;
+      let next = 0;
+      const worker = async () => {
+        for (let i = next++; i < started.length; i = next++) {
+          ctx.heartbeat({ checked: i });
+          const handle = client.workflow.getHandle(started[i]!);
+          const status = await handle.query(transferProcessStatusQuery).catch(() => undefined);
+          if (!status || status.state !== 'STARTED' || !status.dataPlane) continue;
+          const checked = await checkTransfer(status, req.suspects[status.processId] ?? {}, lostAfterMs);
+          if (checked.suspect) suspects[status.processId] = checked.suspect;
+          if (checked.alarm) {
+            alarms++;
+            await handle.signal(watchdogAlarmSignal, checked.alarm).catch(() => undefined);
           }
         }
-        if (!req.counterparty) continue;
-        try {
-          const state = await transportFor(req.counterparty.address).state(req.counterparty.address, req.counterparty.pid);
-          peerSilentSince = undefined;
-          if (state === 'COMPLETED' || state === 'TERMINATED') {
-            // seen twice in a row: its own message to us had a whole interval to arrive
-            if (peerEnded === state) return { kind: 'peerEnded', state };
-            peerEnded = state;
-          } else peerEnded = undefined;
-        } catch (e) {
-          peerSilentSince ??= Date.now();
-          if (Date.now() - peerSilentSince >= req.lostAfterMs) {
-            return { kind: 'peerLost', detail: `no answer for ${Math.round((Date.now() - peerSilentSince) / 1000)} s (${(e as Error).message})` };
-          }
-        }
-      }
+      };
+      await Promise.all(Array.from({ length: Math.min(config.watchdog.parallelism, started.length) }, worker));
+      return { checked: started.length, alarms, suspects, intervalMs: durationMs(config.watchdog.interval), lostAfterMs: durationMs(config.watchdog.lostAfter) };
     },
 
     // ---- kept for processes started before the state-table rewrite (workflows/v1) ----

@@ -118,6 +118,20 @@ export const ControlPlaneConfigSchema = z.object({
   /** Provider side: where each offered asset's bytes are. */
   assets: z.record(z.string().min(1), DataAddressSchema).default({}),
   transfer: TransferSettingsSchema.partial().default({}),
+  /**
+   * The connector watchdog (one workflow per connector): every `interval` it checks each STARTED
+   * transfer's data flow and counterparty; a data plane or counterparty silent for `lostAfter`
+   * ends the transfer.
+   */
+  watchdog: z
+    .object({
+      interval: DurationSchema.default('5m'),
+      lostAfter: DurationSchema.default('15m'),
+      /** How many transfers one sweep checks at a time. */
+      parallelism: z.number().int().min(1).max(256).default(16),
+    })
+    .strict()
+    .default({ interval: '5m', lostAfter: '15m', parallelism: 16 }),
   secretKey: keyNotHere('FERRY_CODEC_KEYS'),
   /** The Dataspace Protocol over HTTP(S): off unless configured. */
   dsp: DspConfigSchema.optional(),

@@ -38,13 +38,7 @@ export const TransferSettingsSchema = z.object({
    * while it is unreachable, before the process gives up on it. A refusal (4xx) is final at once.
    */
   counterpartyRetryBudget: DurationSchema.default('1h'),
-  /**
-   * STARTED: how often a watchdog (an activity that heartbeats, so a healthy transfer adds no
-   * history) checks that the data flow and the counterparty are still there.
-   */
-  watchdogInterval: DurationSchema.default('5m'),
-  /** STARTED: a data plane with no worker, or a counterparty unreachable, for this long ends the transfer. */
-  lostAfter: DurationSchema.default('15m'),
+
   /** How long the consumer waits in REQUESTED for the provider to start the transfer. */
   counterpartyTimeout: DurationSchema.default('1h'),
   /** How long a suspended process waits to be resumed before it is terminated. */

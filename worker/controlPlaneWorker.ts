@@ -7,6 +7,8 @@ import { ferryDataConverter } from '../src/codec.js';
 import { KEY_VARIABLES, requireKeyring, type Keyring } from '../src/keys.js';
 import { ControlPlaneConfigSchema, type ControlPlaneConfig } from '../src/config.js';
 import { controlPlaneTaskQueue } from '../src/ids.js';
+import { durationMs } from '../src/settings.js';
+import { CONNECTOR_WATCHDOG_WORKFLOW, watchdogWorkflowId } from '../src/Watchdog.js';
 import { bundlerOptions, CONTROL_PLANE_WORKFLOWS } from './bundle.js';
 import { startDspServer } from './dspServer.js';
 import { connect, installRuntime, isMain, loadConfigFile, runMain, runWorker, untilSignal } from './runtime.js';
@@ -52,6 +54,14 @@ export async function startControlPlaneWorker(
   const stop = runWorker(worker, async () => {
     await dspServer?.close();
     await conn.close();
+  });
+  // the connector's watchdog: one workflow per connector, started by whichever worker comes first
+  await conn.client.workflow.start(CONNECTOR_WATCHDOG_WORKFLOW, {
+    workflowId: watchdogWorkflowId(config.connectorId),
+    taskQueue,
+    args: [{ connectorId: config.connectorId, intervalMs: durationMs(config.watchdog.interval) }],
+    workflowIdConflictPolicy: 'USE_EXISTING',
+    staticSummary: `watchdog of connector ${config.connectorId}: checks its STARTED transfers every ${config.watchdog.interval}`,
   });
   return {
     connectorId: config.connectorId,

@@ -53,6 +53,7 @@ import {
   type TransferProcessStatus,
   type WatchAlarm,
 } from '../src/TransferProcess.js';
+import { watchdogAlarmSignal } from '../src/Watchdog.js';
 import {
   PEER_EVENTS,
   TRANSFER_PROCESS_TABLE,
@@ -200,6 +201,8 @@ class TransferProcess {
       },
     });
     setHandler(requestUpdate, (msg: TransferRequestMessage) => m.ask('peer.request', msg) as Promise<RequestAnswer>);
+    // the connector watchdog (src/Watchdog.ts): what it found about this STARTED transfer
+    setHandler(watchdogAlarmSignal, (alarm: WatchAlarm) => m.post('watchdog.alarm', alarm));
     setHandler(dataPlaneCallbackSignal, (cb: DataPlaneCallback) => {
       if (cb.flowId !== this.input.processId) return; // not ours: ignore rather than fail the workflow
       m.post(cb.op === 'transfer' ? 'dataPlane.transferred' : 'dataPlane.calledBack', cb);
@@ -614,7 +617,7 @@ class TransferProcess {
     if (this.ending) return this.note(`already ending: ${ending.reason}`);
     this.ending = ending;
     this.reason = ending.reason;
-    for (const w of ['stale', 'retry', 'deadline', 'watch'] as const) this.waits.stop(w);
+    for (const w of ['stale', 'retry', 'deadline'] as const) this.waits.stop(w);
     if (this.sending && this.sending.type !== 'TransferTerminationMessage') {
       this.waits.stop('send');
       this.sending = undefined;
@@ -665,7 +668,6 @@ class TransferProcess {
     this.history.push({ state: to, at: now(), ...(note ? { note } : {}) });
     log.info('TransferProcess transition', { processId: this.input.processId, state: to, note });
     metrics.transitions.add(1, { state: to, role: this.role });
-    if (from === 'STARTED') this.waits.stop('watch');
     if (from === 'REQUESTED' || from === 'SUSPENDED') this.waits.stop('deadline');
     this.onEntry(to);
   }
@@ -675,36 +677,7 @@ class TransferProcess {
     const s = this.settings;
     if (state === 'REQUESTED') this.waits.timer('deadline', toMs(s.counterpartyTimeout), `counterparty timeout (${s.counterpartyTimeout})`, () => this.machine.post('timer.deadline'));
     else if (state === 'SUSPENDED') this.waits.timer('deadline', toMs(s.suspendedTimeout), `suspended timeout (${s.suspendedTimeout})`, () => this.machine.post('timer.deadline'));
-    else if (state === 'STARTED') {
-      this.reason = undefined; // running again: an earlier suspension's reason no longer applies
-      this.watch();
-    }
-  }
-
-  /** STARTED: an activity that heartbeats while the data flow and the counterparty are well, and returns when not. */
-  private watch(): void {
-    const s = this.settings;
-    const acts = proxyActivities<ControlPlaneActivities>({
-      startToCloseTimeout: '3650d',
-      heartbeatTimeout: '2m',
-      retry: { initialInterval: '10s', backoffCoefficient: 2, maximumInterval: '5m' },
-      cancellationType: ActivityCancellationType.TRY_CANCEL,
-      summary: `watchdog: data flow on ${this.dataPlane?.id} and counterparty, every ${s.watchdogInterval}`,
-    });
-    this.waits.call(
-      'watch',
-      () =>
-        acts.watchTransfer({
-          flow: this.flow(),
-          taskQueue: this.dataPlane!.taskQueue,
-          intervalMs: toMs(s.watchdogInterval),
-          lostAfterMs: toMs(s.lostAfter),
-          ...(this.counterpartyPid ? { counterparty: { address: this.input.counterpartyAddress, pid: this.counterpartyPid } } : {}),
-        }),
-      (alarm) => this.machine.post('watchdog.alarm', alarm),
-      (e) => this.note(`watchdog stopped: ${message(e)}`),
-      { cancellable: true },
-    );
+    else if (state === 'STARTED') this.reason = undefined; // running again: an earlier suspension's reason no longer applies
   }
 
   private note(text: string): void {
@@ -749,7 +722,7 @@ class TransferProcess {
       case 'SUSPENDED':
         return `resumes, or ends TERMINATED at ${at('deadline')}`;
       case 'STARTED':
-        return `${this.pull ? 'the consumer pulls' : 'bytes moving'}; watchdog every ${this.settings.watchdogInterval}`;
+        return `${this.pull ? 'the consumer pulls' : 'bytes moving'}; the connector's watchdog checks it`;
       default:
         return this.reason;
     }

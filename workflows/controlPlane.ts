@@ -2,3 +2,4 @@
 // (frozen, for executions and histories of the earlier type).
 export { transferProcess } from './TransferProcessWorkflow.js';
 export { transferProcessWorkflowV1 as transferProcessWorkflow } from './v1/TransferProcessWorkflowV1.js';
+export { connectorWatchdog } from './ConnectorWatchdogWorkflow.js';

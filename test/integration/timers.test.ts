@@ -31,9 +31,9 @@ beforeAll(async () => {
   const assets = { t: { endpointType: 'File' as const, endpoint: path.join(cluster.root, 'assets/t.bin'), endpointProperties: [] } };
   const pullTypes = ['File-PUSH', 'HttpData-PULL'] as const;
   await Promise.all([
-    cluster.controlPlane({ connectorId: 'tc', dataPlanes: [{ id: 'tc-dp', transferTypes: [...pullTypes] }] }),
+    cluster.controlPlane({ connectorId: 'tc', dataPlanes: [{ id: 'tc-dp', transferTypes: [...pullTypes] }], watchdog: { interval: '1s', lostAfter: '3s' } }),
     cluster.dataPlane({ instanceId: 'tc-dp', fileRoot: cluster.root, provisioners: [] }),
-    cluster.controlPlane({ connectorId: 'tp', dataPlanes: [{ id: 'tp-dp', transferTypes: [...pullTypes] }], assets, transfer: { watchdogInterval: '1s', lostAfter: '3s' } }),
+    cluster.controlPlane({ connectorId: 'tp', dataPlanes: [{ id: 'tp-dp', transferTypes: [...pullTypes] }], assets, watchdog: { interval: '1s', lostAfter: '3s' } }),
     cluster.dataPlane({ instanceId: 'tp-dp', fileRoot: cluster.root, provisioners: [], publicApi: { host: '127.0.0.1', port: 0 }, rateLimitBytesPerSec: 2 * 1024 * 1024 }),
     // a data plane whose release service never calls back, with short timers
     cluster.dataPlane({
@@ -51,6 +51,7 @@ beforeAll(async () => {
     namespace: 'tc-ns',
     connectorId: 'dc',
     dataPlanes: [{ id: 'dc-dp', transferTypes: [...pullTypes] }],
+    watchdog: { interval: '1s', lostAfter: '1m' },
     dsp: { host: '127.0.0.1', port: cPort, publicUrl: consumerUrl, counterparties: [{ id: 'dp', address: providerUrl, inboundToken: TOKENS.p2c, outboundToken: TOKENS.c2p }], requestTimeoutMs: 2000 },
   };
   [consumerDsp] = await Promise.all([
@@ -89,7 +90,7 @@ const pull = (processId: string, settings = {}) => ({
   agreementId: 'agreement-t',
   assetId: 't',
   transferType: 'HttpData-PULL' as const,
-  settings: { watchdogInterval: '1s', lostAfter: '3s', ...settings },
+  ...(Object.keys(settings).length ? { settings } : {}),
 });
 
 describe('REQUESTED and SUSPENDED wait with a timer', () => {
@@ -152,7 +153,7 @@ describe('the DataFlow waits with timers too', () => {
   });
 });
 
-describe('STARTED has a watchdog', () => {
+describe('STARTED transfers have a watchdog (one per connector)', () => {
   it('a data flow that is gone ends the process TERMINATED with the reason, and the counterparty hears it', async () => {
     const { processId } = await cluster.ferry.startTransfer(pull('gone-1'));
     await cluster.ferry.waitForState('tc', processId, ['STARTED']);
@@ -195,7 +196,6 @@ describe('STARTED has a watchdog', () => {
       agreementId: 'pull',
       assetId: 't',
       transferType: 'HttpData-PULL',
-      settings: { watchdogInterval: '1s', lostAfter: '1m' },
     });
     const providerPid = providerPidFor('dc', processId);
     await dspConsumer.waitForState('dc', processId, ['STARTED']);

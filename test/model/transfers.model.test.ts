@@ -44,18 +44,20 @@ beforeAll(async () => {
   cluster = await startCluster();
   asset = makeAsset(cluster.root, 'assets/model.bin', 6 * 1024 * 1024);
   for (const side of ['consumer', 'provider'] as const) services[side] = await startProvisioningService({ mode: 'async', fileRoot: cluster.root });
-  const transfer = { requestedTimeout: '2s', staleRetries: 2, counterpartyRetryBudget: '20s', counterpartyTimeout: '1m', watchdogInterval: '5s', lostAfter: '30s' };
+  const transfer = { requestedTimeout: '2s', staleRetries: 2, counterpartyRetryBudget: '20s', counterpartyTimeout: '1m' };
+  const watchdog = { interval: '5s', lostAfter: '30s' };
   const dataFlow = { provisionTimeout: '6s', deprovisionTimeout: '6s', stopTimeout: '5s' };
   const types = ['File-PUSH', 'HttpData-PULL'] as const;
   for (const pair of ['sync', 'async'] as const) {
     const c = connector(pair, 'consumer');
     const p = connector(pair, 'provider');
-    await cluster.controlPlane({ connectorId: c, dataPlanes: [{ id: `${c}-dp`, transferTypes: [...types] }], transfer });
+    await cluster.controlPlane({ connectorId: c, dataPlanes: [{ id: `${c}-dp`, transferTypes: [...types] }], transfer, watchdog });
     await cluster.controlPlane({
       connectorId: p,
       dataPlanes: [{ id: `${p}-dp`, transferTypes: [...types] }],
       assets: { model: { endpointType: 'File', endpoint: path.join(cluster.root, 'assets/model.bin'), endpointProperties: [] } },
       transfer,
+      watchdog,
     });
     const http = (side: Side, endpointTypes: string[]) => ({ kind: 'http' as const, name: `svc-${side}`, url: services[side].url, side: 'destination' as const, endpointTypes });
     await startDataPlane({
