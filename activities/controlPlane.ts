@@ -6,6 +6,7 @@ import {
   WorkflowUpdateFailedError,
   type Client,
 } from '@temporalio/client';
+import { admitTransferRequest, type Admission } from '../src/admission.js';
 import type { DataAddress } from '../src/DataAddress.js';
 import {
   completeFlowUpdate,
@@ -24,10 +25,10 @@ import {
 import type { DataFlowState } from '../src/DataFlowState.js';
 import type { ControlPlaneConfig } from '../src/config.js';
 import { SecretBox } from '../src/secrets.js';
-import type { ProcessMessage, TransferRequestMessage } from '../src/dsp.js';
-import { dataFlowWorkflowId, dataPlaneTaskQueue } from '../src/ids.js';
+import { counterpartyOwning, type ProcessMessage, type TransferRequestMessage } from '../src/dsp.js';
+import { dataFlowWorkflowId, dataPlaneTaskQueue, IN_CLUSTER_SCHEME } from '../src/ids.js';
 import { TransferSettingsSchema, type TransferSettings, type TransferSettingsOverrides } from '../src/settings.js';
-import type { DataPlaneRef } from '../src/TransferProcess.js';
+import type { DataPlaneRef, TransferProcessInput } from '../src/TransferProcess.js';
 import { CounterpartyRejected, type CounterpartyTransport } from '../src/Transport.js';
 
 /** Side effects of the control plane: talking to its data planes and to the counterparty. */
@@ -37,6 +38,11 @@ export interface ControlPlaneDeps {
   client: Client;
   transports: CounterpartyTransport[];
 }
+
+/** What `admitTransferRequest` reads of a provider's TransferProcessInput (pass the input itself). */
+export type AdmitTransferRequest = Pick<TransferProcessInput, 'counterpartyAddress' | 'agreementId' | 'assetId' | 'transferType' | 'dataDestination'> & {
+  counterpartyId?: string | undefined;
+};
 
 export type DataPlaneCall =
   | { op: 'prepare'; message: DataFlowStartMessage }
@@ -81,6 +87,30 @@ export function createControlPlaneActivities(deps: ControlPlaneDeps) {
     /** The worker's defaults with the transfer's overrides. */
     async transferSettings(overrides?: TransferSettingsOverrides): Promise<TransferSettings> {
       return TransferSettingsSchema.parse({ ...defaults, ...overrides });
+    },
+
+    /**
+     * Provider, first step of every process: may its counterparty have this transfer (src/admission.ts,
+     * against this worker's agreements, assets and data planes)? Deterministic: a refusal is an
+     * answer (`admitted: false`, a code and a reason meant for the counterparty), never a retry.
+     * The counterparty is `counterpartyId` (set by the DSP server and the in-cluster transport);
+     * for processes started without it, the in-cluster connector of `temporal://<id>`, or the
+     * configured DSP counterparty owning the address.
+     */
+    async admitTransferRequest(req: AdmitTransferRequest): Promise<Admission> {
+      const counterpartyId =
+        req.counterpartyId ??
+        (req.counterpartyAddress.startsWith(IN_CLUSTER_SCHEME)
+          ? req.counterpartyAddress.slice(IN_CLUSTER_SCHEME.length).replace(/\/+$/, '')
+          : counterpartyOwning(config.dsp?.counterparties ?? [], req.counterpartyAddress)?.id);
+      if (!counterpartyId) return { admitted: false, code: 'UnknownAgreement', reason: `no agreement ${req.agreementId} with this counterparty` };
+      return admitTransferRequest(config, {
+        counterpartyId,
+        agreementId: req.agreementId,
+        assetId: req.assetId,
+        format: req.transferType,
+        dataAddress: req.dataDestination ? secrets.open(req.dataDestination) : undefined,
+      });
     },
 
     /** Provider: where an asset's bytes are. */

@@ -1,4 +1,5 @@
 import { z } from 'zod';
+import { EndpointSchema, LIMITS, PropertyNameSchema, PropertyValueSchema } from './limits.js';
 
 /**
  * A DataAddress in the Dataspace Protocol shape (DSP 2025-1 `dataAddress`):
@@ -6,8 +7,8 @@ import { z } from 'zod';
  * `endpointProperties` carry everything else (auth, options) as name/value pairs.
  */
 export const EndpointPropertySchema = z.object({
-  name: z.string().min(1, 'endpointProperties[].name must not be empty'),
-  value: z.string(),
+  name: PropertyNameSchema,
+  value: PropertyValueSchema,
 });
 export type EndpointProperty = z.infer<typeof EndpointPropertySchema>;
 
@@ -25,8 +26,8 @@ export const DataAddressSchema = z.object({
   endpointType: z.enum(KNOWN_ENDPOINT_TYPES, {
     error: (issue) => `unknown endpointType ${JSON.stringify(issue.input)}; expected one of ${KNOWN_ENDPOINT_TYPES.join(', ')}`,
   }),
-  endpoint: z.string().min(1, 'endpoint must not be empty'),
-  endpointProperties: z.array(EndpointPropertySchema).default([]),
+  endpoint: EndpointSchema,
+  endpointProperties: z.array(EndpointPropertySchema).max(LIMITS.properties, `at most ${LIMITS.properties} endpointProperties`).default([]),
 });
 export type DataAddress = z.infer<typeof DataAddressSchema>;
 

@@ -3,6 +3,7 @@ import { defineQuery, defineSignal, defineUpdate } from '@temporalio/workflow';
 import { defineSearchAttributeKey } from '@temporalio/common';
 import { DataAddressSchema, type DataAddress } from './DataAddress.js';
 import { IdSchema } from './ids.js';
+import { AddressSchema, AgreementIdSchema, AssetIdSchema, PidSchema } from './limits.js';
 import type { ProcessMessage } from './dsp.js';
 import { TransferSettingsOverridesSchema } from './settings.js';
 import type { Role } from './Provisioner.js';
@@ -26,11 +27,17 @@ export const TransferProcessInputSchema = z.object({
   /** This side's process id (consumerPid for the consumer, providerPid for the provider). */
   processId: IdSchema,
   /** The other side's process id, when known at start (the provider knows the consumerPid). */
-  counterpartyPid: z.string().min(1).optional(),
+  counterpartyPid: PidSchema.optional(),
   /** Where the counterparty's connector is reached, e.g. `temporal://provider`. */
-  counterpartyAddress: z.string().min(1),
-  agreementId: z.string().min(1),
-  assetId: z.string().min(1),
+  counterpartyAddress: AddressSchema,
+  /**
+   * Provider: the id of the authenticated counterparty that asked for this process (a configured
+   * DSP counterparty, or the in-cluster consumer connector). Only that counterparty may read or
+   * change the process; addresses are not identities. Also in the workflow's memo.
+   */
+  counterpartyId: IdSchema.optional(),
+  agreementId: AgreementIdSchema,
+  assetId: AssetIdSchema,
   transferType: TransferTypeSchema,
   /** Consumer: where the data should go. Provider: the address the consumer asked for. */
   dataDestination: DataAddressSchema.optional(),
