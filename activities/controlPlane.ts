@@ -202,8 +202,9 @@ export function createControlPlaneActivities(deps: ControlPlaneDeps) {
       return rejectedIsFinal(() => transportFor(req.address).requestTransfer(req.address, req.message));
     },
 
-    async sendToCounterparty(req: { address: string; receiverPid: string; message: ProcessMessage }): Promise<void> {
-      return rejectedIsFinal(() => transportFor(req.address).send(req.address, req.receiverPid, req.message));
+    /** `counterpartyId`: a provider process's bound counterparty (TransferProcessInput.counterpartyId), when it has one. */
+    async sendToCounterparty(req: { address: string; receiverPid: string; message: ProcessMessage; counterpartyId?: string }): Promise<void> {
+      return rejectedIsFinal(() => transportFor(req.address).send(req.address, req.receiverPid, req.message, req.counterpartyId));
     },
   };
 

@@ -10,8 +10,12 @@ export interface CounterpartyTransport {
   canReach(address: string): boolean;
   /** Creates (idempotently: same consumerPid, same process) the provider's process; answers its providerPid. */
   requestTransfer(address: string, message: TransferRequestMessage): Promise<{ providerPid: string }>;
-  /** Delivers a message about an existing process to the receiver's process `receiverPid`. */
-  send(address: string, receiverPid: string, message: ProcessMessage): Promise<void>;
+  /**
+   * Delivers a message about an existing process to the receiver's process `receiverPid`.
+   * `counterpartyId`, when known (a provider process is bound to one), says whose credentials go
+   * with it; otherwise the transport derives it from the address.
+   */
+  send(address: string, receiverPid: string, message: ProcessMessage, counterpartyId?: string): Promise<void>;
 }
 
 /** The counterparty answered and said no (illegal state, unknown process): retrying cannot help. */

@@ -15,8 +15,9 @@ import { parseHttpUrl, UrlPolicyError } from './urlPolicy.js';
  * - `format` is a transfer type this provider offers: ferry knows it and a configured data plane serves it;
  * - format ⇄ data address: `File-PUSH` takes a File address, `HttpData-PUSH` an HttpData address
  *   (an http(s) URL without credentials), a pull none;
- * - a File destination is a relative path that stays below the data plane's root and is not inside
- *   the directory of any asset (the provider's assets are never a destination).
+ * - a File destination has no `..` segment (a relative one stays below the data plane's root, which
+ *   confines every path again; an absolute one is what a consumer's provisioner hands out) and is
+ *   not inside the directory of any asset (the provider's assets are never a destination).
  * Refusal reasons are meant for the counterparty: they name nothing of the provider's internals.
  */
 
@@ -83,27 +84,38 @@ function dataAddressProblem(policy: AdmissionPolicy, format: TransferType, addre
     return undefined;
   }
   if (address.endpointType === 'File') {
-    if (!isConfinedPath(address.endpoint)) return 'a File dataAddress must be a relative path that stays inside the data plane root';
-    if (insideAnAssetDirectory(policy, address.endpoint)) return 'a File dataAddress must not lie inside a directory that holds an asset';
+    const raw = address.endpoint.replace(/\\/g, '/');
+    const absolute = path.posix.isAbsolute(raw) || path.win32.isAbsolute(address.endpoint);
+    if (raw.split('/').includes('..') || (!absolute && !isConfinedPath(address.endpoint)) || /^[A-Za-z]:/.test(raw)) {
+      return 'a File dataAddress must be a path without ".." segments inside the data plane root';
+    }
+    if (insideAnAssetDirectory(policy, raw)) return 'a File dataAddress must not lie inside a directory that holds an asset';
   }
   return undefined;
 }
 
 /**
- * Is the relative destination inside the directory of a configured File asset? A relative asset is
- * relative to the same root. For an absolute asset the control plane does not know the data
- * plane's root, which is one of the asset directory's ancestors: the destination is refused when it
- * lies under any trailing part of that directory (`/srv/files/provider/assets` → `assets`,
- * `provider/assets`, `files/provider/assets`, …). An asset directly in the root (no trailing part)
- * does not make the whole root off limits: keep assets in directories of their own.
+ * Is the destination inside the directory of a configured File asset? Both absolute: compared as
+ * they are. Otherwise one of them is relative to the data plane's root, which the control plane
+ * does not know (it is an ancestor of every absolute path there), so the check errs on the side of
+ * refusing: a relative destination is refused under any trailing part of an absolute asset's
+ * directory (`/srv/files/provider/assets` → `assets`, `provider/assets`, …), an absolute destination
+ * wherever a relative asset's directory appears in it. An asset directly in the root does not make
+ * the whole root off limits: keep assets in directories of their own.
  */
 function insideAnAssetDirectory(policy: AdmissionPolicy, destination: string): boolean {
-  const dest = segments(path.posix.normalize(destination.replace(/\\/g, '/')));
+  const destAbsolute = path.posix.isAbsolute(destination);
+  const dest = segments(path.posix.normalize(destination));
+  const startsWith = (run: string[], at: number) => run.length > 0 && at + run.length <= dest.length && run.every((s, i) => dest[at + i] === s);
   return Object.values(policy.assets).some((asset) => {
     if (asset.endpointType !== 'File') return false;
-    const dir = segments(path.posix.dirname(path.posix.normalize(asset.endpoint.replace(/\\/g, '/'))));
-    const candidates = path.posix.isAbsolute(asset.endpoint) ? dir.map((_, i) => dir.slice(i)) : [dir];
-    return candidates.some((c) => c.length > 0 && c.length <= dest.length && c.every((s, i) => dest[i] === s));
+    const endpoint = asset.endpoint.replace(/\\/g, '/');
+    const assetAbsolute = path.posix.isAbsolute(endpoint);
+    const dir = segments(path.posix.dirname(path.posix.normalize(endpoint)));
+    if (assetAbsolute && destAbsolute) return startsWith(dir, 0);
+    if (!assetAbsolute && !destAbsolute) return startsWith(dir, 0);
+    if (assetAbsolute) return dir.some((_, i) => startsWith(dir.slice(i), 0));
+    return dest.some((_, at) => startsWith(dir, at));
   });
 }
 

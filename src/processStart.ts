@@ -7,13 +7,14 @@ import type { TransferProcessInput } from './TransferProcess.js';
  * Starts the TransferProcess workflow of `input`, once: a second start of the same process, running
  * or ended, reaches the existing one and never begins a second transfer.
  */
-export async function startTransferProcess(client: Client, input: TransferProcessInput): Promise<string> {
+export async function startTransferProcess(client: Client, input: TransferProcessInput, opts: { memo?: ProcessMemo } = {}): Promise<string> {
   const workflowId = transferProcessWorkflowId(input.connectorId, input.processId);
   try {
     await client.workflow.start('transferProcessWorkflow', {
       workflowId,
       taskQueue: controlPlaneTaskQueue(input.connectorId),
       args: [input],
+      ...(opts.memo ? { memo: { ...opts.memo } } : {}),
       workflowIdConflictPolicy: 'USE_EXISTING',
       workflowIdReusePolicy: 'REJECT_DUPLICATE',
     });
@@ -21,6 +22,16 @@ export async function startTransferProcess(client: Client, input: TransferProces
     if (!(e instanceof WorkflowExecutionAlreadyStartedError)) throw e; // it ran already
   }
   return workflowId;
+}
+
+/**
+ * The memo of a provider process, set at its start and never changed: who may touch it (the
+ * authenticated counterparty's id) and a keyed digest of the request that created it (a re-sent
+ * request with other parameters is a conflict, not the same request).
+ */
+export interface ProcessMemo {
+  counterpartyId?: string;
+  requestDigest?: string;
 }
 
 /** The provider's pid for a consumer's request: the same request (consumer, consumerPid) always maps to the same process. */

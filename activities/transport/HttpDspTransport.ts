@@ -1,13 +1,17 @@
 import type { Counterparty, DspConfig } from '../../src/config.js';
 import type { DataAddress } from '../../src/DataAddress.js';
 import type { SecretBox } from '../../src/secrets.js';
-import { isUnder, pathOfMessage, toDspDataAddress, trimSlash, type DspTransferError, type DspTransferProcess, type ProcessMessage, type TransferRequestMessage } from '../../src/dsp.js';
+import { counterpartyOwning, isUnder, pathOfMessage, toDspDataAddress, trimSlash, type DspTransferError, type DspTransferProcess, type ProcessMessage, type TransferRequestMessage } from '../../src/dsp.js';
 import { CounterpartyRejected, type CounterpartyTransport } from '../../src/Transport.js';
+import { UrlPolicyError } from '../../src/urlPolicy.js';
+import { policyFetch } from '../net/policyFetch.js';
 
 /**
  * The Dataspace Protocol HTTPS binding, outbound: each message is one POST to the counterparty's
  * DSP endpoint with our bearer token. A 4xx answer is the counterparty's final word
  * (CounterpartyRejected); network errors and 5xx are thrown as they are, for the activity to retry.
+ * Requests go only under the counterparty's configured address (parsed URLs, whole segments) and
+ * never follow a redirect (a redirect is refused for good).
  */
 export class HttpDspTransport implements CounterpartyTransport {
   readonly name = 'dsp-https';
@@ -19,7 +23,7 @@ export class HttpDspTransport implements CounterpartyTransport {
   ) {}
 
   canReach(address: string): boolean {
-    return /^https?:\/\//.test(address);
+    return /^https?:\/\//i.test(address);
   }
 
   async requestTransfer(address: string, message: TransferRequestMessage): Promise<{ providerPid: string }> {
@@ -32,8 +36,8 @@ export class HttpDspTransport implements CounterpartyTransport {
     return { providerPid: ack.providerPid };
   }
 
-  async send(address: string, receiverPid: string, message: ProcessMessage): Promise<void> {
-    await this.post(address, `/transfers/${encodeURIComponent(receiverPid)}/${pathOfMessage(message['@type'])}`, this.opened(message));
+  async send(address: string, receiverPid: string, message: ProcessMessage, counterpartyId?: string): Promise<void> {
+    await this.post(address, `/transfers/${encodeURIComponent(receiverPid)}/${pathOfMessage(message['@type'])}`, this.opened(message), counterpartyId);
   }
 
   private opened<M extends object>(message: M): M {
@@ -42,16 +46,27 @@ export class HttpDspTransport implements CounterpartyTransport {
   }
 
   /** Any 2xx is an acknowledgement (the binding names 201 for a request, 200 otherwise; peers vary). */
-  private async post(address: string, path: string, body: unknown): Promise<unknown> {
-    const counterparty = this.counterpartyAt(address);
+  private async post(address: string, path: string, body: unknown, counterpartyId?: string): Promise<unknown> {
+    const counterparty = this.counterpartyAt(address, counterpartyId);
     const url = `${trimSlash(address)}${path}`;
-    const res = await fetch(url, {
-      method: 'POST',
-      headers: { 'content-type': 'application/json', authorization: `Bearer ${counterparty.outboundToken}` },
-      body: JSON.stringify(body),
-      signal: AbortSignal.timeout(this.dsp.requestTimeoutMs),
-      redirect: 'error',
-    });
+    let res: Awaited<ReturnType<typeof policyFetch>>;
+    try {
+      // the counterparty's configured address is the allowlist: its hosts are the operator's choice
+      res = await policyFetch(
+        url,
+        {
+          method: 'POST',
+          headers: { 'content-type': 'application/json', authorization: `Bearer ${counterparty.outboundToken}` },
+          body: JSON.stringify(body),
+          signal: AbortSignal.timeout(this.dsp.requestTimeoutMs),
+        },
+        { allowedUrls: [counterparty.address] },
+        { what: `${counterparty.id}'s DSP endpoint` },
+      );
+    } catch (e) {
+      if (e instanceof UrlPolicyError) throw new CounterpartyRejected(e.message);
+      throw e;
+    }
     const text = await res.text();
     if (res.ok) return text ? JSON.parse(text) : undefined;
     if (res.status >= 400 && res.status < 500 && res.status !== 408 && res.status !== 429) {
@@ -60,9 +75,17 @@ export class HttpDspTransport implements CounterpartyTransport {
     throw new Error(`${counterparty.id} answered ${res.status} to POST ${path}`);
   }
 
-  /** The configured counterparty whose DSP address this is (its token goes with the message). */
-  private counterpartyAt(address: string): Counterparty {
-    const found = this.dsp.counterparties.find((c) => isUnder(address, c.address));
+  /**
+   * Whose token goes with a message: the process's bound counterparty when known, else the configured
+   * counterparty owning the address (the most specific base it lies under).
+   */
+  private counterpartyAt(address: string, counterpartyId?: string): Counterparty {
+    if (counterpartyId) {
+      const bound = this.dsp.counterparties.find((c) => c.id === counterpartyId);
+      if (!bound || !isUnder(address, bound.address)) throw new CounterpartyRejected(`counterparty ${counterpartyId} is not configured for ${address}`);
+      return bound;
+    }
+    const found = counterpartyOwning(this.dsp.counterparties, address);
     if (!found) throw new CounterpartyRejected(`no counterparty configured for ${address}`);
     return found;
   }

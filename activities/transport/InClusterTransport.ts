@@ -24,18 +24,22 @@ export class InClusterTransport implements CounterpartyTransport {
     if (!message.assetId) throw new CounterpartyRejected('an in-cluster transfer request must name its asset');
     // The same consumer process always maps to the same provider process: a re-sent request is idempotent.
     const providerPid = providerPidFor(message.callbackAddress, message.consumerPid);
+    // The consumer connector is the counterparty; the provider's own worker admits the request
+    // against its agreements as the first step of the process (no config of the provider is here).
+    const counterpartyId = connectorOf(message.callbackAddress);
     const input: TransferProcessInput = {
       role: 'PROVIDER',
       connectorId: provider,
       processId: providerPid,
       counterpartyPid: message.consumerPid,
       counterpartyAddress: message.callbackAddress,
+      counterpartyId,
       agreementId: message.agreementId,
       assetId: message.assetId,
       transferType: message.format as TransferProcessInput['transferType'],
       ...(message.dataAddress ? { dataDestination: message.dataAddress } : {}),
     };
-    await startTransferProcess(this.client, input);
+    await startTransferProcess(this.client, input, { memo: { counterpartyId } });
     return { providerPid };
   }
 
