@@ -2,7 +2,7 @@ import { ApplicationFailure, Context } from '@temporalio/activity';
 import { WorkflowNotFoundError, type Client } from '@temporalio/client';
 import type { DataAddress } from '../src/DataAddress.js';
 import type { DataPlaneConfig } from '../src/config.js';
-import { isUnder } from '../src/dsp.js';
+import { checkHttpUrl, UrlPolicyError, type HttpPolicy } from '../src/urlPolicy.js';
 import { FileAddressError } from '../src/FileAddress.js';
 import { ProvisionRejected, type DeprovisionReason, type Provisioner, type ProvisionResult, type ProvisionSide, type Role } from '../src/Provisioner.js';
 import type { SecretBox } from '../src/secrets.js';
@@ -37,6 +37,10 @@ export function createDataPlaneActivities(deps: DataPlaneDeps) {
       if (e instanceof ProvisionRejected || e instanceof FileAddressError || e instanceof TransferRejected) throw ApplicationFailure.nonRetryable(e.message, e.name);
       throw e;
     });
+  // Where HTTP requests may go: destinations under the allowlist if there is one, else (and sources
+  // always) any address the network policy allows, checked again at connect time.
+  const network = { allowPrivateNetworks: config.allowPrivateNetworks, ...(config.allowedNetworks ? { allowedNetworks: config.allowedNetworks } : {}) };
+  const destinationPolicy: HttpPolicy = { ...network, ...(config.allowedHttpDestinations ? { allowedUrls: config.allowedHttpDestinations } : {}) };
   const workflowId = (): string => {
     const id = Context.current().info.workflowExecution?.workflowId;
     if (!id) throw ApplicationFailure.nonRetryable('data-plane activities run only inside a DataFlow workflow');
@@ -85,6 +89,8 @@ export function createDataPlaneActivities(deps: DataPlaneDeps) {
         source,
         destination,
         ...(config.rateLimitBytesPerSec ? { rateLimitBytesPerSec: config.rateLimitBytesPerSec } : {}),
+        destinationPolicy,
+        sourcePolicy: network,
         signal: ctx.cancellationSignal,
         onProgress: (offset: number) => ctx.heartbeat({ offset }),
       };
@@ -93,10 +99,11 @@ export function createDataPlaneActivities(deps: DataPlaneDeps) {
         return { bytes, sha256 };
       }
       if (destination.endpointType === 'HttpData') {
-        const allowed = config.allowedHttpDestinations;
-        if (allowed && !allowed.some((prefix) => isUnder(destination.endpoint, prefix))) {
-          const where = URL.canParse(destination.endpoint) ? new URL(destination.endpoint).origin : 'an invalid URL';
-          throw ApplicationFailure.nonRetryable(`HttpData destination ${where} is not allowed by data plane ${config.instanceId}`, 'DestinationNotAllowed');
+        try {
+          checkHttpUrl(destination.endpoint, destinationPolicy, 'HttpData destination'); // before the source is opened
+        } catch (e) {
+          if (e instanceof UrlPolicyError) throw ApplicationFailure.nonRetryable(`${e.message} (data plane ${config.instanceId})`, 'DestinationNotAllowed');
+          throw e;
         }
         return nonRetryable(() => pushHttp(common));
       }

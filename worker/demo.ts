@@ -9,6 +9,9 @@ import { SecretBox } from '../src/secrets.js';
 /** The demo setup `npm run dev` runs: a consumer and a provider connector on one cluster. */
 
 export const DEMO_ASSET = 'demo-asset';
+export const DEMO_AGREEMENT = 'demo-agreement';
+/** Data planes refuse private networks unless allowed; the demo's HTTP endpoints are on loopback. */
+const LOOPBACK = ['127.0.0.0/8', '::1/128'];
 
 /** The key that seals secrets, kept beside the dev database so restarts can read old histories. */
 export function devSecretKey(dataDir: string): string {
@@ -42,6 +45,8 @@ export function demoConfigs(opts: { temporal: { address: string; namespace: stri
     temporal: opts.temporal,
     dataPlanes: [{ id: 'provider-dp-1', transferTypes: ['File-PUSH', 'HttpData-PULL'] }],
     assets: { [DEMO_ASSET]: { endpointType: 'File', endpoint: path.join(opts.fileRoot, 'provider', 'assets', 'demo.bin') } },
+    // the consumer connector may transfer the demo asset (in-cluster requests are admitted like DSP ones)
+    agreements: { [DEMO_AGREEMENT]: { assetId: DEMO_ASSET, counterparty: 'consumer' } },
     secretKey: opts.secretKey,
   });
   const consumerDp: DataPlaneConfig = DataPlaneConfigSchema.parse({
@@ -49,6 +54,8 @@ export function demoConfigs(opts: { temporal: { address: string; namespace: stri
     temporal: opts.temporal,
     fileRoot: opts.fileRoot,
     provisioners: [{ kind: 'file-destination' }],
+    // the dev setup's HTTP endpoints are on this machine: loopback allowed explicitly
+    allowedNetworks: LOOPBACK,
     secretKey: opts.secretKey,
   });
   const providerDp: DataPlaneConfig = DataPlaneConfigSchema.parse({
@@ -58,6 +65,7 @@ export function demoConfigs(opts: { temporal: { address: string; namespace: stri
     provisioners: [],
     // pulls: EDRs point at this endpoint (a free port; the EDR carries its URL)
     publicApi: { host: '127.0.0.1', port: 0 },
+    allowedNetworks: LOOPBACK,
     secretKey: opts.secretKey,
   });
   return { consumer, provider, consumerDp, providerDp, providerAddress: inClusterAddress('provider') };

@@ -59,7 +59,8 @@ beforeAll(async () => {
       dataPlanes: [{ id: 'provider-dp', transferTypes: ['HttpData-PUSH'] }],
       assets: { api: { endpointType: 'HttpData', endpoint: `${sourceUrl}/data`, endpointProperties: [{ name: 'authorization', value: SOURCE_TOKEN }] } },
     }),
-    cluster.dataPlane({ instanceId: 'provider-dp', fileRoot: cluster.root, provisioners: [] }),
+    // source and sink are on loopback, which a data plane reaches only when allowed
+    cluster.dataPlane({ instanceId: 'provider-dp', fileRoot: cluster.root, provisioners: [], allowedNetworks: ['127.0.0.0/8'] }),
   ]);
 });
 
