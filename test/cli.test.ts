@@ -5,6 +5,10 @@ import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import type { TestWorkflowEnvironment } from '@temporalio/testing';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { ControlPlaneConfigSchema } from '../src/config.js';
+import { SecretBox } from '../src/secrets.js';
+import { bundle, CONTROL_PLANE_WORKFLOWS } from '../worker/bundle.js';
+import { startControlPlaneWorker, type RunningControlPlane } from '../worker/controlPlaneWorker.js';
 import { startDevServer } from '../worker/devServer.js';
 
 /** The `ferry` CLI as users run it: a real child process against a real (in-memory) dev server. */
@@ -21,6 +25,7 @@ interface Run {
 let env: TestWorkflowEnvironment;
 let address: string;
 let dataDir: string;
+const workers: RunningControlPlane[] = [];
 
 function ferry(...args: string[]): Promise<Run> {
   const childEnv: NodeJS.ProcessEnv = { ...process.env, FERRY_DATA_DIR: dataDir };
@@ -49,9 +54,18 @@ beforeAll(async () => {
   dataDir = mkdtempSync(path.join(os.tmpdir(), 'ferry-cli-test-'));
   env = await startDevServer();
   address = env.connection.options.address;
+  // a start is refused unless the connector (and an in-cluster counterparty) has a live control plane
+  const workflowBundle = await bundle(CONTROL_PLANE_WORKFLOWS);
+  const temporal = { address, namespace: 'default' };
+  const secretKey = SecretBox.generateKeyBase64();
+  for (const connectorId of ['consumer', 'provider']) {
+    const config = ControlPlaneConfigSchema.parse({ connectorId, temporal, secretKey, dataPlanes: [{ id: `${connectorId}-dp`, transferTypes: ['File-PUSH', 'HttpData-PULL'] }] });
+    workers.push(await startControlPlaneWorker(config, { workflowBundle }));
+  }
 }, 120_000);
 
 afterAll(async () => {
+  for (const w of workers) await w.shutdown().catch(() => undefined);
   await env?.teardown();
   if (dataDir) rmSync(dataDir, { recursive: true, force: true });
 });
@@ -94,6 +108,19 @@ describe('ferry CLI', () => {
     // Visibility may trail the start by a moment.
     await expect.poll(workflowIds, { timeout: 10_000, interval: 200 }).toEqual(['transfer-consumer-valid-1']);
     await env.client.workflow.getHandle('transfer-consumer-valid-1').terminate('test cleanup');
+  });
+
+  it('a connector or in-cluster counterparty nobody runs (a typo) is refused (exit 3) and nothing is started', async () => {
+    const typo = await ferry('start', ...REQUEST.map((a) => (a === 'consumer' ? 'consumr' : a)), '--dest', 'consumer/inbox', '--process-id', 'typo-1', '--address', address);
+    expect(typo.code).toBe(3);
+    expect(typo.stderr).toContain('connector consumr has no live control-plane worker');
+    noStackTrace(typo.stderr);
+    const counterparty = await ferry('start', ...REQUEST.map((a) => (a === 'temporal://provider' ? 'temporal://provder' : a)), '--dest', 'consumer/inbox', '--process-id', 'typo-2', '--address', address);
+    expect(counterparty.code).toBe(3);
+    expect(counterparty.stderr).toContain('in-cluster counterparty provder has no live control-plane worker');
+    for (const id of ['transfer-consumr-typo-1', 'transfer-consumer-typo-2']) {
+      await expect(env.client.workflow.getHandle(id).describe()).rejects.toThrow(/not found/i);
+    }
   });
 
   it('a pull takes no --dest: one given is refused (exit 2, nothing started); without one it starts', async () => {

@@ -8,7 +8,7 @@ import { ControlPlaneConfigSchema, type ControlPlaneConfig } from '../src/config
 import { controlPlaneTaskQueue } from '../src/ids.js';
 import { bundlerOptions, CONTROL_PLANE_WORKFLOWS } from './bundle.js';
 import { startDspServer } from './dspServer.js';
-import { connect, installRuntime, isMain, loadConfigFile, runMain, runWorker, untilSignal } from './runtime.js';
+import { connect, installRuntime, isMain, loadConfigFile, runMain, runWorker, untilPolling, untilSignal } from './runtime.js';
 
 /** A control-plane worker: the TransferProcess workflows of one connector. */
 
@@ -36,6 +36,11 @@ export async function startControlPlaneWorker(config: ControlPlaneConfig, opts: 
   const stop = runWorker(worker, async () => {
     await dspServer?.close();
     await conn.close();
+  });
+  // ready when Temporal sees it polling (clients refuse starts for connectors nobody polls for)
+  await untilPolling(conn.client, worker).catch(async (e: unknown) => {
+    await stop();
+    throw e;
   });
   return {
     connectorId: config.connectorId,
