@@ -166,7 +166,7 @@ const ControlPlaneObjectSchema = z.strictObject({
   /** The data-plane instances this control plane may use. */
   dataPlanes: z.array(DataPlaneInstanceSchema).min(1),
   /** Provider side: where each offered asset's bytes are. */
-  assets: z.record(AssetIdSchema, DataAddressSchema).default({}),
+  assets: z.record(AssetIdSchema, DataAddressSchema.strict()).default({}),
   /**
    * Provider side: the agreements a consumer may transfer under, by agreement id (contract
    * negotiation is out of scope). Both transports admit requests against them.

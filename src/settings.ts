@@ -17,8 +17,9 @@ export const duration = (min: string, max: string) => {
   const [lo, hi] = [durationMs(min), durationMs(max)];
   return z
     .union([z.number().int(), z.string().regex(DURATION, 'duration must look like 500ms, 30s, 5m, 1h or 2d')])
+    // zod runs refinements even after the union failed: never throw on input that did not parse
     .refine((d) => {
-      const ms = durationMs(d);
+      const ms = typeof d === 'number' ? d : typeof d === 'string' && DURATION.test(d) ? durationMs(d) : NaN;
       return ms >= lo && ms <= hi;
     }, `duration must be between ${show(lo)} and ${show(hi)}`);
 };
