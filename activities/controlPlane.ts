@@ -24,7 +24,7 @@ import {
 } from '../src/DataFlow.js';
 import type { DataFlowState } from '../src/DataFlowState.js';
 import type { ControlPlaneConfig } from '../src/config.js';
-import { SecretBox } from '../src/secrets.js';
+import { SecretBox, SecretBoxError } from '../src/secrets.js';
 import { counterpartyOwning, type ProcessMessage, type TransferRequestMessage } from '../src/dsp.js';
 import { dataFlowWorkflowId, dataPlaneTaskQueue, IN_CLUSTER_SCHEME } from '../src/ids.js';
 import { TransferSettingsSchema, type TransferSettings, type TransferSettingsOverrides } from '../src/settings.js';
@@ -65,6 +65,8 @@ export function createControlPlaneActivities(deps: ControlPlaneDeps) {
       return await fn();
     } catch (e) {
       if (e instanceof CounterpartyRejected) throw ApplicationFailure.nonRetryable(e.message, 'CounterpartyRejected');
+      // a sealed address our key cannot open will not open on a retry either
+      if (e instanceof SecretBoxError) throw ApplicationFailure.nonRetryable(e.message, 'SecretBoxError');
       throw e;
     }
   };
@@ -104,13 +106,14 @@ export function createControlPlaneActivities(deps: ControlPlaneDeps) {
           ? req.counterpartyAddress.slice(IN_CLUSTER_SCHEME.length).replace(/\/+$/, '')
           : counterpartyOwning(config.dsp?.counterparties ?? [], req.counterpartyAddress)?.id);
       if (!counterpartyId) return { admitted: false, code: 'UnknownAgreement', reason: `no agreement ${req.agreementId} with this counterparty` };
-      return admitTransferRequest(config, {
-        counterpartyId,
-        agreementId: req.agreementId,
-        assetId: req.assetId,
-        format: req.transferType,
-        dataAddress: req.dataDestination ? secrets.open(req.dataDestination) : undefined,
-      });
+      let dataAddress: DataAddress | undefined;
+      try {
+        dataAddress = req.dataDestination ? secrets.open(req.dataDestination) : undefined;
+      } catch (e) {
+        if (e instanceof SecretBoxError) return { admitted: false, code: 'InvalidDataAddress', reason: 'dataAddress cannot be read' };
+        throw e;
+      }
+      return admitTransferRequest(config, { counterpartyId, agreementId: req.agreementId, assetId: req.assetId, format: req.transferType, dataAddress });
     },
 
     /** Provider: where an asset's bytes are. */

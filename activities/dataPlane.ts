@@ -5,7 +5,7 @@ import type { DataPlaneConfig } from '../src/config.js';
 import { checkHttpUrl, UrlPolicyError, type HttpPolicy } from '../src/urlPolicy.js';
 import { FileAddressError } from '../src/FileAddress.js';
 import { ProvisionRejected, type DeprovisionReason, type Provisioner, type ProvisionResult, type ProvisionSide, type Role } from '../src/Provisioner.js';
-import type { SecretBox } from '../src/secrets.js';
+import { SecretBoxError, type SecretBox } from '../src/secrets.js';
 import { DataFlowSettingsSchema, type DataFlowSettings } from '../src/settings.js';
 import { dataPlaneCallbackSignal, type DataPlaneCallback } from '../src/TransferProcess.js';
 import { copyFile, TransferRejected } from './transfer/FileTransfer.js';
@@ -31,12 +31,16 @@ export function createDataPlaneActivities(deps: DataPlaneDeps) {
     if (!p) throw ApplicationFailure.nonRetryable(`no provisioner named ${name} on data plane ${config.instanceId}`);
     return p;
   };
-  /** Errors no retry fixes fail the activity at once. */
+  /** Errors no retry fixes (a refusal, an address that escapes, a sealed value our key cannot open) fail the activity at once. */
   const nonRetryable = <T>(fn: () => Promise<T>): Promise<T> =>
-    fn().catch((e: unknown) => {
-      if (e instanceof ProvisionRejected || e instanceof FileAddressError || e instanceof TransferRejected) throw ApplicationFailure.nonRetryable(e.message, e.name);
-      throw e;
-    });
+    Promise.resolve()
+      .then(fn)
+      .catch((e: unknown) => {
+        if (e instanceof ProvisionRejected || e instanceof FileAddressError || e instanceof TransferRejected || e instanceof SecretBoxError) {
+          throw ApplicationFailure.nonRetryable(e.message, e.name);
+        }
+        throw e;
+      });
   // Where HTTP requests may go: destinations under the allowlist if there is one, else (and sources
   // always) any address the network policy allows, checked again at connect time.
   const network = { allowPrivateNetworks: config.allowPrivateNetworks, ...(config.allowedNetworks ? { allowedNetworks: config.allowedNetworks } : {}) };
@@ -82,8 +86,7 @@ export function createDataPlaneActivities(deps: DataPlaneDeps) {
     async transfer(req: { flowId: string; source: DataAddress; destination: DataAddress }): Promise<{ bytes: number; sha256: string }> {
       const ctx = Context.current();
       const resumeFrom = (ctx.info.heartbeatDetails as { offset?: number } | undefined)?.offset ?? 0;
-      const source = secrets.open(req.source);
-      const destination = secrets.open(req.destination);
+      const [source, destination] = await nonRetryable(async () => [secrets.open(req.source), secrets.open(req.destination)] as const);
       const common = {
         root: config.fileRoot,
         source,

@@ -29,7 +29,13 @@ export class HttpDspTransport implements CounterpartyTransport {
   async requestTransfer(address: string, message: TransferRequestMessage): Promise<{ providerPid: string }> {
     // Over HTTPS the counterparty calls us back at our public DSP URL, and the agreement names the asset.
     const { assetId: _inClusterOnly, ...dspMessage } = { ...this.opened(message), callbackAddress: this.dsp.publicUrl };
-    const ack = (await this.post(address, '/transfers/request', dspMessage)) as Partial<DspTransferProcess>;
+    const text = await this.post(address, '/transfers/request', dspMessage);
+    let ack: Partial<DspTransferProcess> = {};
+    try {
+      ack = (JSON.parse(text) ?? {}) as Partial<DspTransferProcess>;
+    } catch {
+      // not JSON: not a TransferProcess either (below)
+    }
     if (ack['@type'] !== 'TransferProcess' || typeof ack.providerPid !== 'string' || ack.consumerPid !== message.consumerPid) {
       throw new CounterpartyRejected(`counterparty answered the transfer request with something that is not its TransferProcess`);
     }
@@ -45,8 +51,8 @@ export class HttpDspTransport implements CounterpartyTransport {
     return address ? { ...message, dataAddress: toDspDataAddress(this.secrets.open(address)) } : message;
   }
 
-  /** Any 2xx is an acknowledgement (the binding names 201 for a request, 200 otherwise; peers vary). */
-  private async post(address: string, path: string, body: unknown, counterpartyId?: string): Promise<unknown> {
+  /** Any 2xx is an acknowledgement (the binding names 201 for a request, 200 otherwise; peers vary); answers its body. */
+  private async post(address: string, path: string, body: unknown, counterpartyId?: string): Promise<string> {
     const counterparty = this.counterpartyAt(address, counterpartyId);
     const url = `${trimSlash(address)}${path}`;
     let res: Awaited<ReturnType<typeof policyFetch>>;
@@ -68,7 +74,8 @@ export class HttpDspTransport implements CounterpartyTransport {
       throw e;
     }
     const text = await res.text();
-    if (res.ok) return text ? JSON.parse(text) : undefined;
+    // a message's 2xx body means nothing (peers send none, JSON or HTML): never a reason to send it again
+    if (res.ok) return text;
     if (res.status >= 400 && res.status < 500 && res.status !== 408 && res.status !== 429) {
       throw new CounterpartyRejected(`${counterparty.id} answered ${res.status} to POST ${path}: ${describeError(text)}`);
     }

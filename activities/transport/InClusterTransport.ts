@@ -2,7 +2,7 @@ import { WorkflowNotFoundError, WorkflowUpdateFailedError, type Client } from '@
 import type { ProcessMessage, TransferRequestMessage } from '../../src/dsp.js';
 import { IN_CLUSTER_SCHEME, transferProcessWorkflowId } from '../../src/ids.js';
 import { providerPidFor, startTransferProcess } from '../../src/processStart.js';
-import { counterpartyMessageUpdate, type TransferProcessInput } from '../../src/TransferProcess.js';
+import { counterpartyMessageUpdate, TransferProcessInputSchema, type TransferProcessInput } from '../../src/TransferProcess.js';
 import { CounterpartyRejected, type CounterpartyTransport } from '../../src/Transport.js';
 
 /**
@@ -39,6 +39,9 @@ export class InClusterTransport implements CounterpartyTransport {
       transferType: message.format as TransferProcessInput['transferType'],
       ...(message.dataAddress ? { dataDestination: message.dataAddress } : {}),
     };
+    // the provider's boundary: an input its workflow would refuse is refused here, once, not started
+    const valid = TransferProcessInputSchema.safeParse(input);
+    if (!valid.success) throw new CounterpartyRejected(`invalid transfer request: ${valid.error.issues.map((i) => `${i.path.join('.')}: ${i.message}`).join('; ')}`);
     await startTransferProcess(this.client, input, { memo: { counterpartyId } });
     return { providerPid };
   }
