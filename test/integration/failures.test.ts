@@ -20,7 +20,12 @@ beforeAll(async () => {
   const assets = { a: { endpointType: 'File' as const, endpoint: path.join(cluster.root, 'assets/a.bin'), endpointProperties: [] } };
   const staging = (url: string) => [{ kind: 'http' as const, name: 'staging', url, side: 'destination' as const, endpointTypes: ['File'] }];
   await Promise.all([
-    cluster.controlPlane({ connectorId: 'provider', dataPlanes: [{ id: 'provider-dp', transferTypes: ['File-PUSH'] }], assets }),
+    cluster.controlPlane({
+      connectorId: 'provider',
+      dataPlanes: [{ id: 'provider-dp', transferTypes: ['File-PUSH'] }],
+      assets,
+      agreements: { 'agreement-flaky': { assetId: 'a', counterparty: 'flaky' }, 'agreement-silent': { assetId: 'a', counterparty: 'silent' } },
+    }),
     cluster.dataPlane({ instanceId: 'provider-dp', fileRoot: cluster.root, provisioners: [] }),
     cluster.controlPlane({ connectorId: 'flaky', dataPlanes: [{ id: 'flaky-dp', transferTypes: ['File-PUSH'] }] }),
     cluster.dataPlane({ instanceId: 'flaky-dp', fileRoot: cluster.root, provisioners: staging(flaky.url) }),
@@ -40,7 +45,7 @@ const request = (connectorId: string, processId: string, settings: TransferReque
   connectorId,
   processId,
   counterpartyAddress: inClusterAddress('provider'),
-  agreementId: 'agreement-1',
+  agreementId: `agreement-${connectorId}`,
   assetId: 'a',
   transferType: 'File-PUSH',
   dataDestination: { endpointType: 'File', endpoint: `out/${processId}` },
