@@ -15,9 +15,9 @@ COPY workflows ./workflows
 COPY activities ./activities
 COPY worker ./worker
 
-# The data plane's file root. Created here (owned by `node`) so a named volume mounted on it
-# starts out writable for the non-root user.
-RUN mkdir -p /data/files && chown -R node:node /data
+# The data plane's file root and the key files. Created here (owned by `node`) so named volumes
+# mounted on them start out writable for the non-root user.
+RUN mkdir -p /data/files /data/keys && chown -R node:node /data
 USER node
 
 # `node --import tsx` rather than `npx tsx`: one process, which gets SIGTERM from `docker stop`

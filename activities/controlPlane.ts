@@ -1,4 +1,4 @@
-import { ApplicationFailure } from '@temporalio/activity';
+import { ApplicationFailure, Context } from '@temporalio/activity';
 import {
   WithStartWorkflowOperation,
   WorkflowExecutionAlreadyStartedError,
@@ -24,11 +24,10 @@ import {
 } from '../src/DataFlow.js';
 import type { DataFlowState } from '../src/DataFlowState.js';
 import type { ControlPlaneConfig } from '../src/config.js';
-import { SecretBox, SecretBoxError } from '../src/secrets.js';
 import { counterpartyOwning, type ProcessMessage, type TransferRequestMessage } from '../src/dsp.js';
 import { dataFlowWorkflowId, dataPlaneTaskQueue, IN_CLUSTER_SCHEME } from '../src/ids.js';
 import { TransferSettingsSchema, type TransferSettings, type TransferSettingsOverrides } from '../src/settings.js';
-import type { DataPlaneRef, TransferProcessInput } from '../src/TransferProcess.js';
+import type { DataPlaneRef, TransferProcessInput, WatchAlarm } from '../src/TransferProcess.js';
 import { CounterpartyRejected, type CounterpartyTransport } from '../src/Transport.js';
 
 /** Side effects of the control plane: talking to its data planes and to the counterparty. */
@@ -40,8 +39,13 @@ export interface ControlPlaneDeps {
 }
 
 /** What `admitTransferRequest` reads of a provider's TransferProcessInput (pass the input itself). */
-export type AdmitTransferRequest = Pick<TransferProcessInput, 'counterpartyAddress' | 'agreementId' | 'assetId' | 'transferType' | 'dataDestination'> & {
+export type AdmitTransferRequest = Pick<TransferProcessInput, 'agreementId' | 'assetId'> & {
+  /** DSP `format`. */
+  transferType: string;
   counterpartyId?: string | undefined;
+  /** Used to find the counterparty when `counterpartyId` is absent (`temporal://<id>`, or a configured DSP address). */
+  counterpartyAddress?: string | undefined;
+  dataDestination?: DataAddress | undefined;
 };
 
 export type DataPlaneCall =
@@ -50,23 +54,44 @@ export type DataPlaneCall =
   | { op: 'suspend' | 'terminate'; message: ReasonMessage }
   | { op: 'complete' };
 
+/** What a new TransferProcess learns in one local activity: its settings, and what it may run on. */
+export interface OpenedTransfer {
+  settings: TransferSettings;
+  /** Provider: the asset's address (credentials sealed). */
+  source?: DataAddress;
+  dataPlane?: DataPlaneRef;
+  /** Why this transfer cannot be opened (not admitted, unknown asset, no data plane serves it…); it then ends with this reason. */
+  refusal?: string;
+  /** A provider's admission refusal: its DSP error code (UnknownAgreement, UnsupportedFormat, InvalidDataAddress). */
+  refusalCode?: string;
+}
+
 export function createControlPlaneActivities(deps: ControlPlaneDeps) {
   const { config, client } = deps;
   const defaults = TransferSettingsSchema.parse(config.transfer);
-  const secrets = SecretBox.fromBase64(config.secretKey);
 
   const transportFor = (address: string): CounterpartyTransport => {
     const t = deps.transports.find((x) => x.canReach(address));
     if (!t) throw ApplicationFailure.nonRetryable(`no transport reaches counterparty address ${address}`);
     return t;
   };
+  /** The provider's admission (src/admission.ts) against this worker's agreements, assets and data planes. */
+  const admit = (req: AdmitTransferRequest): Admission => {
+    const counterpartyId =
+      req.counterpartyId ??
+      (req.counterpartyAddress?.startsWith(IN_CLUSTER_SCHEME)
+        ? req.counterpartyAddress.slice(IN_CLUSTER_SCHEME.length).replace(/\/+$/, '')
+        : req.counterpartyAddress
+          ? counterpartyOwning(config.dsp?.counterparties ?? [], req.counterpartyAddress)?.id
+          : undefined);
+    if (!counterpartyId) return { admitted: false, code: 'UnknownAgreement', reason: `no agreement ${req.agreementId} with this counterparty` };
+    return admitTransferRequest(config, { counterpartyId, agreementId: req.agreementId, assetId: req.assetId, format: req.transferType, dataAddress: req.dataDestination });
+  };
   const rejectedIsFinal = async <T>(fn: () => Promise<T>): Promise<T> => {
     try {
       return await fn();
     } catch (e) {
       if (e instanceof CounterpartyRejected) throw ApplicationFailure.nonRetryable(e.message, 'CounterpartyRejected');
-      // a sealed address our key cannot open will not open on a retry either
-      if (e instanceof SecretBoxError) throw ApplicationFailure.nonRetryable(e.message, 'SecretBoxError');
       throw e;
     }
   };
@@ -85,65 +110,149 @@ export function createControlPlaneActivities(deps: ControlPlaneDeps) {
     }
   };
 
+  /**
+   * Chooses the data-plane instance for a new flow: one that serves the transfer type, preferring
+   * instances with a live worker, spread by flow id. The choice is recorded; later calls go there.
+   */
+  const chooseDataPlane = async (req: { flowId: string; transferType: string; preferred?: string }): Promise<DataPlaneRef> => {
+    const candidates = config.dataPlanes.filter((d) => d.transferTypes.includes(req.transferType as never) && (!req.preferred || d.id === req.preferred));
+    if (!candidates.length) {
+      throw ApplicationFailure.nonRetryable(
+        req.preferred ? `data plane ${req.preferred} is not configured for ${req.transferType}` : `no data plane serves ${req.transferType}`,
+      );
+    }
+    const live = (await Promise.all(candidates.map(async (d) => ((await hasPollers(dataPlaneTaskQueue(d.id))) ? d : undefined)))).filter(
+      (d): d is (typeof candidates)[number] => !!d,
+    );
+    const pool = live.length ? live : candidates;
+    const chosen = pool[hash(req.flowId) % pool.length]!;
+    return { id: chosen.id, taskQueue: dataPlaneTaskQueue(chosen.id) };
+  };
+
+  /** The flow's state as its DataFlow says (within a deadline: a data plane without workers does not answer). */
+  const flowStatus = (flow: DataFlowInput) =>
+    client.withDeadline(Date.now() + 10_000, () => client.workflow.getHandle(dataFlowWorkflowIdOf(flow)).query(dataFlowStatusQuery));
+
   return {
+    /**
+     * Everything a new TransferProcess needs before its first step, in one local activity: its
+     * settings (defaults and overrides), the provider's asset, and the data-plane instance.
+     * What cannot be opened comes back as a refusal (the process then ends with that reason).
+     */
+    async openTransfer(req: {
+      role: 'CONSUMER' | 'PROVIDER';
+      processId: string;
+      transferType: string;
+      agreementId: string;
+      assetId: string;
+      counterpartyId?: string;
+      dataDestination?: DataAddress;
+      preferredDataPlane?: string;
+      settings?: TransferSettingsOverrides;
+    }): Promise<OpenedTransfer> {
+      const parsed = TransferSettingsSchema.safeParse({ ...defaults, ...req.settings });
+      if (!parsed.success) throw ApplicationFailure.nonRetryable(`invalid transfer settings: ${parsed.error.message}`, 'InvalidSettings');
+      const settings = parsed.data;
+      let source: DataAddress | undefined;
+      if (req.role === 'PROVIDER') {
+        // admitted like a DSP request (src/admission.ts): in-cluster requests are admitted only here
+        const admission = admit({ counterpartyId: req.counterpartyId, agreementId: req.agreementId, assetId: req.assetId, transferType: req.transferType, dataDestination: req.dataDestination });
+        if (!admission.admitted) return { settings, refusal: admission.reason, refusalCode: admission.code };
+        const address = config.assets[req.assetId];
+        if (!address) return { settings, refusal: `unknown asset ${req.assetId}` };
+        source = address; // the payload codec encrypts it in every history
+      }
+      try {
+        const dataPlane = await chooseDataPlane({ flowId: req.processId, transferType: req.transferType, ...(req.preferredDataPlane ? { preferred: req.preferredDataPlane } : {}) });
+        return { settings, ...(source ? { source } : {}), dataPlane };
+      } catch (e) {
+        if (e instanceof ApplicationFailure && e.nonRetryable) return { settings, ...(source ? { source } : {}), refusal: e.message };
+        throw e;
+      }
+    },
+
+    /**
+     * STARTED's watchdog: checks every `intervalMs` that the data flow is there and running, and
+     * that the counterparty's process is still live, heartbeating all along (a healthy transfer
+     * adds nothing to its history). Returns what needs the process's attention.
+     */
+    async watchTransfer(req: {
+      flow: DataFlowInput;
+      taskQueue: string;
+      intervalMs: number;
+      lostAfterMs: number;
+      counterparty?: { address: string; pid: string };
+    }): Promise<WatchAlarm> {
+      const ctx = Context.current();
+      let flowSilentSince: number | undefined;
+      let peerSilentSince: number | undefined;
+      let peerEnded: string | undefined;
+      for (;;) {
+        // sleep the interval in heartbeat-sized steps: cancellation (the process left STARTED) arrives through them
+        for (let left = req.intervalMs; left > 0; left -= 5_000) {
+          ctx.heartbeat();
+          await ctx.sleep(Math.min(left, 5_000));
+        }
+        try {
+          const status = await flowStatus(req.flow);
+          flowSilentSince = undefined;
+          if (status.outcome === 'completed' || status.outcome === 'failed' || status.outcome === 'terminated') {
+            return { kind: 'flowEnded', state: status.state, completed: status.outcome === 'completed', ...(status.error ? { detail: status.error } : {}) };
+          }
+        } catch (e) {
+          if (e instanceof WorkflowNotFoundError) return { kind: 'flowGone' };
+          flowSilentSince ??= Date.now();
+          if (Date.now() - flowSilentSince >= req.lostAfterMs) {
+            return { kind: 'dataPlaneLost', detail: `its data flow has not answered for ${Math.round((Date.now() - flowSilentSince) / 1000)} s (${(e as Error).message})` };
+          }
+        }
+        if (!req.counterparty) continue;
+        try {
+          const state = await transportFor(req.counterparty.address).state(req.counterparty.address, req.counterparty.pid);
+          peerSilentSince = undefined;
+          if (state === 'COMPLETED' || state === 'TERMINATED') {
+            // seen twice in a row: its own message to us had a whole interval to arrive
+            if (peerEnded === state) return { kind: 'peerEnded', state };
+            peerEnded = state;
+          } else peerEnded = undefined;
+        } catch (e) {
+          peerSilentSince ??= Date.now();
+          if (Date.now() - peerSilentSince >= req.lostAfterMs) {
+            return { kind: 'peerLost', detail: `no answer for ${Math.round((Date.now() - peerSilentSince) / 1000)} s (${(e as Error).message})` };
+          }
+        }
+      }
+    },
+
+    // ---- kept for processes started before the state-table rewrite (workflows/v1) ----
+
     /** The worker's defaults with the transfer's overrides. */
     async transferSettings(overrides?: TransferSettingsOverrides): Promise<TransferSettings> {
       return TransferSettingsSchema.parse({ ...defaults, ...overrides });
     },
 
     /**
-     * Provider, first step of every process: may its counterparty have this transfer (src/admission.ts,
-     * against this worker's agreements, assets and data planes)? Deterministic: a refusal is an
-     * answer (`admitted: false`, a code and a reason meant for the counterparty), never a retry.
-     * The counterparty is `counterpartyId` (set by the DSP server and the in-cluster transport);
-     * for processes started without it, the in-cluster connector of `temporal://<id>`, or the
-     * configured DSP counterparty owning the address.
+     * Provider: may its counterparty have this transfer (src/admission.ts, against this worker's
+     * agreements, assets and data planes)? `openTransfer` runs it for every provider process (so
+     * in-cluster requests are admitted by the provider's own worker); this activity is the same
+     * check on its own. Deterministic: a refusal is an answer (`admitted: false`, a code and a
+     * reason meant for the counterparty), never a retry. The counterparty is `counterpartyId` (set
+     * by the DSP server and the in-cluster transport); without it, the in-cluster connector of
+     * `temporal://<id>`, or the configured DSP counterparty owning the address.
      */
     async admitTransferRequest(req: AdmitTransferRequest): Promise<Admission> {
-      const counterpartyId =
-        req.counterpartyId ??
-        (req.counterpartyAddress.startsWith(IN_CLUSTER_SCHEME)
-          ? req.counterpartyAddress.slice(IN_CLUSTER_SCHEME.length).replace(/\/+$/, '')
-          : counterpartyOwning(config.dsp?.counterparties ?? [], req.counterpartyAddress)?.id);
-      if (!counterpartyId) return { admitted: false, code: 'UnknownAgreement', reason: `no agreement ${req.agreementId} with this counterparty` };
-      let dataAddress: DataAddress | undefined;
-      try {
-        dataAddress = req.dataDestination ? secrets.open(req.dataDestination) : undefined;
-      } catch (e) {
-        if (e instanceof SecretBoxError) return { admitted: false, code: 'InvalidDataAddress', reason: 'dataAddress cannot be read' };
-        throw e;
-      }
-      return admitTransferRequest(config, { counterpartyId, agreementId: req.agreementId, assetId: req.assetId, format: req.transferType, dataAddress });
+      return admit(req);
     },
 
     /** Provider: where an asset's bytes are. */
     async resolveAsset(assetId: string): Promise<DataAddress> {
       const address = config.assets[assetId];
       if (!address) throw ApplicationFailure.nonRetryable(`unknown asset ${assetId}`, 'UnknownAsset');
-      return secrets.seal(address); // an asset's credentials enter the history sealed
+      return address; // the payload codec encrypts it, credentials and all
     },
 
-    /**
-     * Chooses the data-plane instance for a new flow: one that serves the transfer type, preferring
-     * instances with a live worker, spread by flow id. The choice is recorded; later calls go there.
-     */
     async selectDataPlane(req: { flowId: string; transferType: string; preferred?: string }): Promise<DataPlaneRef> {
-      const candidates = config.dataPlanes.filter(
-        (d) => d.transferTypes.includes(req.transferType as never) && (!req.preferred || d.id === req.preferred),
-      );
-      if (!candidates.length) {
-        throw ApplicationFailure.nonRetryable(
-          req.preferred
-            ? `data plane ${req.preferred} is not configured for ${req.transferType}`
-            : `no data plane serves ${req.transferType}`,
-        );
-      }
-      const live = (await Promise.all(candidates.map(async (d) => ((await hasPollers(dataPlaneTaskQueue(d.id))) ? d : undefined)))).filter(
-        (d): d is (typeof candidates)[number] => !!d,
-      );
-      const pool = live.length ? live : candidates;
-      const chosen = pool[hash(req.flowId) % pool.length]!;
-      return { id: chosen.id, taskQueue: dataPlaneTaskQueue(chosen.id) };
+      return chooseDataPlane(req);
     },
 
     /**
@@ -193,7 +302,7 @@ export function createControlPlaneActivities(deps: ControlPlaneDeps) {
     /** What the data plane says about a flow (for stale waits). */
     async dataFlowState(req: { flow: DataFlowInput }): Promise<{ found: boolean; state?: DataFlowState }> {
       try {
-        const status = await client.workflow.getHandle(dataFlowWorkflowIdOf(req.flow)).query(dataFlowStatusQuery);
+        const status = await flowStatus(req.flow);
         return { found: true, state: status.state };
       } catch (e) {
         if (e instanceof WorkflowNotFoundError) return { found: false };
@@ -201,13 +310,15 @@ export function createControlPlaneActivities(deps: ControlPlaneDeps) {
       }
     },
 
-    async requestTransfer(req: { address: string; message: TransferRequestMessage }): Promise<{ providerPid: string }> {
-      return rejectedIsFinal(() => transportFor(req.address).requestTransfer(req.address, req.message));
+    /** `messageId` is the same on every retry: a receiver that took the first attempt answers the next as done. */
+    async requestTransfer(req: { address: string; message: TransferRequestMessage; messageId?: string }): Promise<{ providerPid: string }> {
+      return rejectedIsFinal(() => transportFor(req.address).requestTransfer(req.address, req.message, req.messageId ? { messageId: req.messageId } : {}));
     },
 
     /** `counterpartyId`: a provider process's bound counterparty (TransferProcessInput.counterpartyId), when it has one. */
-    async sendToCounterparty(req: { address: string; receiverPid: string; message: ProcessMessage; counterpartyId?: string }): Promise<void> {
-      return rejectedIsFinal(() => transportFor(req.address).send(req.address, req.receiverPid, req.message, req.counterpartyId));
+    async sendToCounterparty(req: { address: string; receiverPid: string; message: ProcessMessage; messageId?: string; counterpartyId?: string }): Promise<void> {
+      const opts = { ...(req.messageId ? { messageId: req.messageId } : {}), ...(req.counterpartyId ? { counterpartyId: req.counterpartyId } : {}) };
+      return rejectedIsFinal(() => transportFor(req.address).send(req.address, req.receiverPid, req.message, opts));
     },
   };
 

@@ -4,9 +4,9 @@ import type { DataAddress } from '../src/DataAddress.js';
 import type { DataPlaneConfig } from '../src/config.js';
 import { checkHttpUrl, UrlPolicyError, type HttpPolicy } from '../src/urlPolicy.js';
 import { FileAddressError } from '../src/FileAddress.js';
-import { ProvisionRejected, type DeprovisionReason, type Provisioner, type ProvisionResult, type ProvisionSide, type Role } from '../src/Provisioner.js';
-import { SecretBoxError, type SecretBox } from '../src/secrets.js';
-import { DataFlowSettingsSchema, type DataFlowSettings } from '../src/settings.js';
+import { planProvisioning, ProvisionRejected, type DeprovisionReason, type Provisioner, type ProvisionResult, type ProvisionSide, type Role } from '../src/Provisioner.js';
+import type { DataFlowSetup } from '../src/DataFlow.js';
+import { DataFlowSettingsSchema, durationMs, type DataFlowSettings } from '../src/settings.js';
 import { dataPlaneCallbackSignal, type DataPlaneCallback } from '../src/TransferProcess.js';
 import { copyFile, TransferRejected } from './transfer/FileTransfer.js';
 import { pushHttp } from './transfer/HttpTransfer.js';
@@ -17,13 +17,23 @@ export interface DataPlaneDeps {
   config: DataPlaneConfig;
   provisioners: Provisioner[];
   client: Client;
-  secrets: SecretBox;
-  /** Builds the URL an external provisioning service calls back on. */
-  callbackUrl(target: { workflowId: string; op: 'provision' | 'deprovision'; provisioner: string; side: ProvisionSide }): string;
+  /** Builds the (signed, expiring) URL an external provisioning service calls back on. */
+  callbackUrl(target: { workflowId: string; op: 'provision' | 'deprovision'; provisioner: string; side: ProvisionSide; round?: string; expiresAt: Date }): string;
+}
+
+/**
+ * What binds a callback URL to one provisioning round: the round's nonce, chosen by the DataFlow
+ * (one per provisioning or deprovisioning round), and when the URL stops working (ISO 8601).
+ * Without `expiresAt` the URL lives as long as the flow waits for it: this attempt's
+ * start-to-close timeout plus the (de)provision timeout.
+ */
+export interface CallbackRound {
+  round?: string;
+  expiresAt?: string;
 }
 
 export function createDataPlaneActivities(deps: DataPlaneDeps) {
-  const { config, secrets } = deps;
+  const { config } = deps;
   const settings: DataFlowSettings = DataFlowSettingsSchema.parse(config.dataFlow);
   const byName = new Map(deps.provisioners.map((p) => [p.name, p]));
   const provisionerNamed = (name: string): Provisioner => {
@@ -36,15 +46,27 @@ export function createDataPlaneActivities(deps: DataPlaneDeps) {
     Promise.resolve()
       .then(fn)
       .catch((e: unknown) => {
-        if (e instanceof ProvisionRejected || e instanceof FileAddressError || e instanceof TransferRejected || e instanceof SecretBoxError) {
-          throw ApplicationFailure.nonRetryable(e.message, e.name);
-        }
+        if (e instanceof ProvisionRejected || e instanceof FileAddressError || e instanceof TransferRejected) throw ApplicationFailure.nonRetryable(e.message, e.name);
         throw e;
       });
   // Where HTTP requests may go: destinations under the allowlist if there is one, else (and sources
   // always) any address the network policy allows, checked again at connect time.
   const network = { allowPrivateNetworks: config.allowPrivateNetworks, ...(config.allowedNetworks ? { allowedNetworks: config.allowedNetworks } : {}) };
   const destinationPolicy: HttpPolicy = { ...network, ...(config.allowedHttpDestinations ? { allowedUrls: config.allowedHttpDestinations } : {}) };
+  const callbackUrlFor = (op: 'provision' | 'deprovision', req: { provisioner: string; side: ProvisionSide } & CallbackRound): string => {
+    const info = Context.current().info;
+    const wait = durationMs(op === 'provision' ? settings.provisionTimeout : settings.deprovisionTimeout);
+    const expiresAt = req.expiresAt ? new Date(req.expiresAt) : new Date(Date.now() + (info.startToCloseTimeoutMs ?? 0) + wait);
+    if (Number.isNaN(expiresAt.getTime())) throw ApplicationFailure.nonRetryable(`expiresAt ${JSON.stringify(req.expiresAt)} is not a date`);
+    return deps.callbackUrl({ workflowId: workflowId(), op, provisioner: req.provisioner, side: req.side, ...(req.round !== undefined ? { round: req.round } : {}), expiresAt });
+  };
+  const provisionWith = (req: { flowId: string; role: Role; provisioner: string; side: ProvisionSide; address: DataAddress } & CallbackRound): Promise<ProvisionResult> => {
+    const provisioner = provisionerNamed(req.provisioner);
+    const callbackUrl = callbackUrlFor('provision', req);
+    return nonRetryable(() =>
+      provisioner.provision({ flowId: req.flowId, workflowId: workflowId(), role: req.role, side: req.side, address: req.address, callbackUrl, ...(req.round ? { round: req.round } : {}) }),
+    );
+  };
   const workflowId = (): string => {
     const id = Context.current().info.workflowExecution?.workflowId;
     if (!id) throw ApplicationFailure.nonRetryable('data-plane activities run only inside a DataFlow workflow');
@@ -52,41 +74,50 @@ export function createDataPlaneActivities(deps: DataPlaneDeps) {
   };
 
   return {
+    /** A new DataFlow's settings and this worker's provisioners in configured order (it plans from them). */
+    async dataFlowSetup(): Promise<DataFlowSetup> {
+      return { settings, provisioners: deps.provisioners.map((p) => p.match) };
+    },
+
+    /** One provisioner on the address the previous ones produced; its rewrite (if any) comes back sealed. */
+    async provisionStep(req: { flowId: string; role: Role; provisioner: string; side: ProvisionSide; address: DataAddress } & CallbackRound): Promise<ProvisionResult> {
+      return provisionWith(req);
+    },
+
+    async deprovisionStep(req: { flowId: string; provisioner: string; side: ProvisionSide; resource: Record<string, string>; reason: DeprovisionReason } & CallbackRound) {
+      const callbackUrl = callbackUrlFor('deprovision', req);
+      const { round: _round, expiresAt: _expiresAt, ...request } = req;
+      return nonRetryable(() => provisionerNamed(req.provisioner).deprovision({ ...request, ...(req.round ? { round: req.round } : {}), callbackUrl }));
+    },
+
+    // ---- kept for DataFlows started before the state-table rewrite (workflows/v1) ----
+
     async dataFlowSettings(): Promise<DataFlowSettings> {
       return settings;
     },
 
-    /** Which provisioners apply to a flow: each side's address against each provisioner, in config order. */
     async planProvisioning(req: { role: Role; source?: DataAddress; destination?: DataAddress }) {
-      const planned: { provisioner: string; side: ProvisionSide }[] = [];
-      for (const side of ['source', 'destination'] as const) {
-        const address = req[side];
-        if (!address) continue;
-        for (const p of deps.provisioners) if (p.appliesTo(req.role, side, address)) planned.push({ provisioner: p.name, side });
-      }
-      return planned;
+      const bySide = planProvisioning(deps.provisioners.map((p) => p.match), req.role, req);
+      // v1 planned sources first, then destinations
+      return [...bySide.filter((p) => p.side === 'source'), ...bySide.filter((p) => p.side === 'destination')];
     },
 
-    async provision(req: { flowId: string; role: Role; provisioner: string; side: ProvisionSide; address: DataAddress }): Promise<ProvisionResult> {
-      const provisioner = provisionerNamed(req.provisioner);
-      const callbackUrl = deps.callbackUrl({ workflowId: workflowId(), op: 'provision', provisioner: req.provisioner, side: req.side });
-      const result = await nonRetryable(() =>
-        provisioner.provision({ flowId: req.flowId, workflowId: workflowId(), role: req.role, side: req.side, address: secrets.open(req.address), callbackUrl }),
-      );
-      // Whatever the provisioner handed out (a token, say) enters the history sealed.
-      return { ...result, address: secrets.seal(result.address) };
+    async provision(req: { flowId: string; role: Role; provisioner: string; side: ProvisionSide; address: DataAddress } & CallbackRound): Promise<ProvisionResult & { address: DataAddress }> {
+      const result = await provisionWith(req);
+      return { ...result, address: result.address ?? req.address };
     },
 
-    async deprovision(req: { flowId: string; provisioner: string; side: ProvisionSide; resource: Record<string, string>; reason: DeprovisionReason }) {
-      const callbackUrl = deps.callbackUrl({ workflowId: workflowId(), op: 'deprovision', provisioner: req.provisioner, side: req.side });
-      return nonRetryable(() => provisionerNamed(req.provisioner).deprovision({ ...req, callbackUrl }));
+    async deprovision(req: { flowId: string; provisioner: string; side: ProvisionSide; resource: Record<string, string>; reason: DeprovisionReason } & CallbackRound) {
+      const callbackUrl = callbackUrlFor('deprovision', req);
+      const { round: _round, expiresAt: _expiresAt, ...request } = req;
+      return nonRetryable(() => provisionerNamed(req.provisioner).deprovision({ ...request, callbackUrl }));
     },
 
     /** Moves the bytes. A retry (after a crash, say) resumes from the last heartbeated offset. */
     async transfer(req: { flowId: string; source: DataAddress; destination: DataAddress }): Promise<{ bytes: number; sha256: string }> {
       const ctx = Context.current();
       const resumeFrom = (ctx.info.heartbeatDetails as { offset?: number } | undefined)?.offset ?? 0;
-      const [source, destination] = await nonRetryable(async () => [secrets.open(req.source), secrets.open(req.destination)] as const);
+      const { source, destination } = req;
       const common = {
         root: config.fileRoot,
         source,

@@ -10,7 +10,7 @@ import { pipeline } from 'node:stream/promises';
 import { EdrTokens } from '../activities/pull/EdrTokens.js';
 import { PullSessions } from '../activities/pull/PullSessions.js';
 import { copyFile } from '../activities/transfer/FileTransfer.js';
-import { SecretBox } from '../src/secrets.js';
+import { Keyring } from '../src/keys.js';
 import { startPublicApiServer } from '../worker/publicApiServer.js';
 
 /**
@@ -97,7 +97,7 @@ async function main(): Promise<void> {
     await writeSource(source);
 
     // the pull's public endpoint, and a plain file server as its baseline
-    const tokens = new EdrTokens(EdrTokens.deriveKey(SecretBox.generateKeyBase64()), 'bench-dp', 3_600_000);
+    const tokens = new EdrTokens(Keyring.generate('bench'), 'bench-dp', 3_600_000);
     const { token, claims } = await tokens.issue({ flowId: 'bench', workflowId: 'dataflow-bench' });
     const api = await startPublicApiServer({
       host: '127.0.0.1',
@@ -105,7 +105,6 @@ async function main(): Promise<void> {
       access: async () => ({ state: 'STARTED', liveTokenIds: [claims.tokenId], source: { endpointType: 'File', endpoint: 'src/data.bin', endpointProperties: [] } }),
       tokens,
       sessions: new PullSessions(),
-      secrets: new SecretBox(Buffer.alloc(32, 1)),
       fileRoot: root,
     });
     const plain = createServer((_req, res) => {

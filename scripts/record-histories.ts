@@ -19,6 +19,8 @@ import type { DataFlowState } from '../src/DataFlowState.js';
 import { dataFlowWorkflowId, inClusterAddress, transferProcessWorkflowId } from '../src/ids.js';
 import { startProvisioningService, type ProvisioningService } from '../test/fixtures/provisioningService.js';
 import { startCluster, type Cluster } from '../test/support/cluster.js';
+import { decodePayloadsIn } from '../test/support/historyScan.js';
+import { EncryptionCodec } from '../src/codec.js';
 import { flowStatus, makeAsset, providerPidOf, statesOf } from '../test/support/transfers.js';
 
 const HISTORIES = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..', 'test', 'histories');
@@ -219,7 +221,8 @@ async function main(): Promise<void> {
     const recorded: { file: string; json: string; note: string }[] = [];
     for (const rec of recordings) {
       const workflowId = rec.kind === 'transfer-process' ? transferProcessWorkflowId(rec.connectorId, rec.processId) : dataFlowWorkflowId(rec.connectorId, rec.processId);
-      const events = await settledHistory(c, workflowId, rec);
+      // decrypted: a recorded history replays without the random codec keys of this run
+      const events = await decodePayloadsIn(await settledHistory(c, workflowId, rec), new EncryptionCodec(c.codecKeys));
       recorded.push({ file: fileOf(rec), json: `${historyToJSON({ events })}\n`, note: `${events.length} events${rec.openIn ? `, open in ${rec.openIn}` : ''}` });
     }
     for (const { file, json, note } of recorded) {

@@ -3,7 +3,8 @@ import { defineQuery, defineSignal, defineUpdate } from '@temporalio/workflow';
 import { defineSearchAttributeKey } from '@temporalio/common';
 import { DataAddressSchema, type DataAddress } from './DataAddress.js';
 import { IdSchema } from './ids.js';
-import type { DeprovisionReason, ProvisionSide, Role } from './Provisioner.js';
+import type { DeprovisionReason, ProvisionerMatch, ProvisionSide, Role } from './Provisioner.js';
+import type { DataFlowSettings } from './settings.js';
 import type { DataFlowState } from './DataFlowState.js';
 
 /** The contract of the DataFlow workflow: the data-plane signaling interface and its status. */
@@ -52,8 +53,19 @@ export interface ProvisionedResource {
   resource: Record<string, string>;
   /** Provisioning finished (a pending provisioner called back ok); a failed one is provisioned again on retry. */
   ready: boolean;
-  /** Already released (after a suspension, say). */
-  released: boolean;
+  /**
+   * Released: `true` for good; `suspended` when a suspension released it as far as a suspension does
+   * (delivered data kept), so a later terminate releases it again.
+   */
+  released: boolean | 'suspended';
+}
+
+export type DataFlowOutcome = 'completed' | 'suspended' | 'terminated' | 'failed';
+
+/** What a data-plane worker tells a new DataFlow once: its settings and its provisioners, in order. */
+export interface DataFlowSetup {
+  settings: DataFlowSettings;
+  provisioners: ProvisionerMatch[];
 }
 
 export interface DataFlowStatus {
@@ -67,14 +79,20 @@ export interface DataFlowStatus {
   resources: ProvisionedResource[];
   bytesTransferred?: number;
   sha256?: string;
+  /** Why the flow stopped moving bytes: what DEPROVISIONED means for it. */
+  outcome?: DataFlowOutcome;
   reason?: string;
   error?: string;
+  /** Bugs the flow ran into and survived (see TransferProcessStatus.defects). */
+  defects?: string[];
   history: { state: DataFlowState; at: string; note?: string }[];
 }
 
 /** An external provisioning service finished what it answered "pending" to. */
 export const ProvisionerCallbackSchema = z.object({
   op: z.enum(['provision', 'deprovision']),
+  /** The provisioning round whose callback URL the service used (the `round` the flow gave provision/deprovision); absent from URLs without one. */
+  round: z.string().min(1).max(128).optional(),
   provisioner: z.string().min(1),
   side: z.enum(['source', 'destination']),
   ok: z.boolean(),
@@ -96,7 +114,7 @@ export const completeFlowUpdate = defineUpdate<DataFlowResponse, []>('complete')
 export const provisionerCallbackSignal = defineSignal<[ProvisionerCallback]>('provisionerCallback');
 export const dataFlowStatusQuery = defineQuery<DataFlowStatus>('status');
 
-/** What the public endpoint needs to serve a pull: is the flow started, which tokens are live, and the source (sealed). */
+/** What the public endpoint needs to serve a pull: is the flow started, which tokens are live, and the source. */
 export interface PullAccess {
   state: DataFlowState;
   /** Ids of the issued tokens not revoked yet (their provision is held). */

@@ -4,7 +4,7 @@ import { defineSearchAttributeKey } from '@temporalio/common';
 import { DataAddressSchema, type DataAddress } from './DataAddress.js';
 import { IdSchema } from './ids.js';
 import { AddressSchema, AgreementIdSchema, AssetIdSchema, PidSchema } from './limits.js';
-import type { ProcessMessage } from './dsp.js';
+import type { ProcessMessage, TransferRequestMessage } from './dsp.js';
 import { TransferSettingsOverridesSchema } from './settings.js';
 import type { Role } from './Provisioner.js';
 import type { TransferProcessState } from './TransferProcessState.js';
@@ -31,9 +31,9 @@ export const TransferProcessInputSchema = z.object({
   /** Where the counterparty's connector is reached, e.g. `temporal://provider`. */
   counterpartyAddress: AddressSchema,
   /**
-   * Provider: the id of the authenticated counterparty that asked for this process (a configured
-   * DSP counterparty, or the in-cluster consumer connector). Only that counterparty may read or
-   * change the process; addresses are not identities. Also in the workflow's memo.
+   * Who the counterparty is (its authenticated id: a configured DSP counterparty, or the in-cluster
+   * consumer connector): only it may touch this process; addresses are not identities. The DSP
+   * server also puts it in the workflow's memo.
    */
   counterpartyId: IdSchema.optional(),
   agreementId: AgreementIdSchema,
@@ -68,6 +68,7 @@ export interface TransferProcessStatus {
   connectorId: string;
   counterpartyPid?: string;
   counterpartyAddress: string;
+  counterpartyId?: string;
   transferType: string;
   agreementId: string;
   assetId: string;
@@ -80,6 +81,13 @@ export interface TransferProcessStatus {
   /** Why the process is where it is now (set for every final state). */
   reason?: string;
   error?: string;
+  /** What the process waits for now, in words (the Web UI shows it as the workflow's current details). */
+  waitingFor?: string;
+  /**
+   * Bugs the process ran into and survived (an illegal transition refused instead of failing the
+   * workflow task): none, ever, in a correct build; each is also logged as an error.
+   */
+  defects?: string[];
   history: StateChange[];
 }
 
@@ -112,11 +120,29 @@ export const edrQuery = defineQuery<DataAddress | null>('edr');
 export const counterpartyMessageUpdate = defineUpdate<TransferProcessState, [ProcessMessage]>('counterpartyMessage');
 export const dataPlaneCallbackSignal = defineSignal<[DataPlaneCallback]>('dataPlaneCallback');
 
+/** A provider's answer to a TransferRequestMessage (in-cluster: an update-with-start on its process). */
+export interface RequestAnswer {
+  providerPid: string;
+  state: TransferProcessState;
+}
+/** In-cluster: the consumer's request reaches the provider's process, which admits it (or refuses) itself. */
+export const requestUpdate = defineUpdate<RequestAnswer, [TransferRequestMessage]>('request');
+
+/** What the STARTED watchdog saw that the process must act on. */
+export type WatchAlarm =
+  | { kind: 'flowEnded'; state: string; completed: boolean; detail?: string }
+  | { kind: 'flowGone' }
+  | { kind: 'dataPlaneLost'; detail: string }
+  | { kind: 'peerEnded'; state: 'COMPLETED' | 'TERMINATED' }
+  | { kind: 'peerLost'; detail: string };
+
 export const TransferStateAttr = defineSearchAttributeKey('FerryTransferState', 'KEYWORD');
 export const TransferRoleAttr = defineSearchAttributeKey('FerryTransferRole', 'KEYWORD');
 export const TransferTypeAttr = defineSearchAttributeKey('FerryTransferType', 'KEYWORD');
 export const CounterpartyAttr = defineSearchAttributeKey('FerryCounterparty', 'KEYWORD');
 export const DataPlaneAttr = defineSearchAttributeKey('FerryDataPlane', 'KEYWORD');
+export const AgreementAttr = defineSearchAttributeKey('FerryAgreement', 'KEYWORD');
+export const AssetAttr = defineSearchAttributeKey('FerryAsset', 'KEYWORD');
 
 export interface TransferProcessResult {
   state: TransferProcessState;

@@ -62,17 +62,19 @@ export const TRANSFER_PROCESS_TRANSITIONS: TransitionTable<TransferProcessState>
   // the consumer starts its own data plane when the provider's start arrives; a held provider on its start command
   REQUESTED: ['STARTUP_REQUESTED', 'STARTING', ...TERMINABLE],
   STARTUP_REQUESTED: ['STARTING', ...TERMINABLE],
-  STARTING: ['STARTED', ...TERMINABLE],
+  // STARTING, SUSPENDING and TERMINATING are under way: the data plane is called (and may answer
+  // "async", a `*_REQUESTED` wait), then the counterparty is told
+  STARTING: ['STARTUP_REQUESTED', 'STARTED', ...TERMINABLE],
   //                      suspend / terminate / completion
   STARTED: ['SUSPENSION_REQUESTED', 'SUSPENDING', 'COMPLETING', ...TERMINABLE],
   SUSPENSION_REQUESTED: ['SUSPENDING', ...TERMINABLE],
-  SUSPENDING: ['SUSPENDED', ...TERMINABLE],
+  SUSPENDING: ['SUSPENSION_REQUESTED', 'SUSPENDED', ...TERMINABLE],
   // resumed here (RESUMING) or by the counterparty's start (straight to the data plane)
   SUSPENDED: ['RESUMING', 'STARTUP_REQUESTED', 'STARTING', ...TERMINABLE],
   RESUMING: ['STARTUP_REQUESTED', 'STARTING', ...TERMINABLE],
   COMPLETING: ['COMPLETED', ...TERMINABLE],
   TERMINATION_REQUESTED: ['TERMINATING'],
-  TERMINATING: ['TERMINATED'],
+  TERMINATING: ['TERMINATION_REQUESTED', 'TERMINATED'],
   COMPLETED: [],
   TERMINATED: [],
   PROVISIONING: [],

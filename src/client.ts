@@ -1,12 +1,11 @@
 import { randomUUID } from 'node:crypto';
 import { WorkflowUpdateFailedError, type Client, type WorkflowHandle } from '@temporalio/client';
 import { z } from 'zod';
-import { DataAddressSchema, type DataAddress } from './DataAddress.js';
+import { DataAddressSchema, urlCredentialProblem, type DataAddress } from './DataAddress.js';
 import { isConfinedPath } from './FileAddress.js';
 import { controlPlaneTaskQueue, IdSchema, IN_CLUSTER_SCHEME, transferProcessWorkflowId } from './ids.js';
 import { AddressSchema, AgreementIdSchema, AssetIdSchema } from './limits.js';
 import { startTransferProcess } from './processStart.js';
-import type { SecretBox } from './secrets.js';
 import { TransferSettingsOverridesSchema } from './settings.js';
 import {
   completeUpdate,
@@ -26,7 +25,8 @@ import type { TransferProcessState } from './TransferProcessState.js';
 import { parseHttpUrl, UrlPolicyError } from './urlPolicy.js';
 
 /**
- * A counterparty address a transport can reach, checked syntactically: `temporal://<connectorId>`
+ * A counterparty address a transport can reach, checked syntactically (it becomes the
+ * FerryCounterparty search attribute, readable by anyone who can list workflows): `temporal://<connectorId>`
  * (in-cluster) or an http(s) DSP URL without credentials. Whether that DSP counterparty is configured
  * only the control plane knows: it refuses an unknown one at its first step (TERMINATED, with the
  * reason), before anything is sent.
@@ -41,7 +41,10 @@ export const CounterpartyAddressSchema = AddressSchema.superRefine((address, ctx
     parseHttpUrl(address, 'counterpartyAddress');
   } catch (e) {
     ctx.addIssue({ code: 'custom', message: `${e instanceof UrlPolicyError ? e.message : 'counterpartyAddress is not a URL'}; expected temporal://<connectorId> or an http(s) DSP URL` });
+    return;
   }
+  const problem = urlCredentialProblem(address) ?? (new URL(address).search ? 'must not carry a query (it is shown in every workflow list)' : undefined);
+  if (problem) ctx.addIssue({ code: 'custom', message: `counterpartyAddress ${problem}` });
 });
 
 /** What a user asks for to start a consumer transfer. Checked in full before any workflow starts. */
@@ -49,6 +52,7 @@ export const TransferRequestSchema = z
   .object({
     connectorId: IdSchema,
     processId: IdSchema.optional(),
+    // a search attribute (FerryCounterparty): readable by anyone who can list workflows
     counterpartyAddress: CounterpartyAddressSchema,
     agreementId: AgreementIdSchema,
     assetId: AssetIdSchema,
@@ -116,11 +120,14 @@ export interface StartedTransfer {
   workflowId: string;
 }
 
-/** The user-facing API: start a transfer, read it, suspend/resume/terminate it. */
+/**
+ * The user-facing API: start a transfer, read it, suspend/resume/terminate it. The Temporal client
+ * must use ferry's data converter (`new Client({ connection, namespace, dataConverter:
+ * ferryDataConverter(keys) })`): it encrypts every payload, credentials in addresses with the rest.
+ */
 export class FerryClient {
   constructor(
-    private readonly client: Client,
-    private readonly secrets?: SecretBox,
+    readonly client: Client,
     private readonly options: FerryClientOptions = {},
   ) {}
 
@@ -148,8 +155,8 @@ export class FerryClient {
       agreementId: req.agreementId,
       assetId: req.assetId,
       transferType: req.transferType,
-      // credentials in the destination never reach the history in plain
-      ...(req.dataDestination ? { dataDestination: this.secrets ? this.secrets.seal(req.dataDestination) : req.dataDestination } : {}),
+      // the payload codec encrypts it: credentials in the destination never reach the history in plain
+      ...(req.dataDestination ? { dataDestination: req.dataDestination } : {}),
       ...(req.dataPlaneId ? { dataPlaneId: req.dataPlaneId } : {}),
       ...(req.settings ? { settings: req.settings } : {}),
     };
@@ -205,13 +212,11 @@ export class FerryClient {
   }
 
   /**
-   * A pull's endpoint data reference, opened: the endpoint and the bearer token to fetch the data with.
-   * Null until the provider has started the transfer. Needs the connector's secret key.
+   * A pull's endpoint data reference: the endpoint and the bearer token to fetch the data with.
+   * Null until the provider has started the transfer.
    */
   async edr(connectorId: string, processId: string): Promise<DataAddress | null> {
-    if (!this.secrets) throw new Error('reading an EDR needs the connector secret key (FerryClient secrets)');
-    const sealed = await this.handle(connectorId, processId).query(edrQuery);
-    return sealed ? this.secrets.open(sealed) : null;
+    return (await this.handle(connectorId, processId).query(edrQuery)) ?? null;
   }
 
   /** Waits until the process reaches one of `states` (polling its query; bounded by `timeoutMs`). */

@@ -21,10 +21,19 @@ const HttpUrlSchema = z.url().refine((u) => {
   }
 }, 'must be an http(s) URL without user:password@ and without encoded separators in its path');
 
+/** A data address in a config file: no keys but its own (DSP addresses on the wire may carry `@type`s, a config may not carry typos). */
+const ConfiguredAddressSchema = z
+  .strictObject({ endpointType: z.unknown(), endpoint: z.unknown(), endpointProperties: z.unknown().optional() })
+  .pipe(DataAddressSchema);
+
 export const TemporalConnectionSchema = z.strictObject({
   address: z.string().min(1).default('localhost:7233'),
   namespace: z.string().min(1).default('default'),
 });
+
+/** Keys live in the environment or in key files, never in a config file: a leftover key is refused, naming where it goes. */
+const keyNotHere = (variable: string) =>
+  z.undefined({ error: `keys are not read from config files: remove it and set ${variable} or ${variable}_FILE (see the README, "Keys")` }).optional();
 
 export const ProvisionerConfigSchema = z.discriminatedUnion('kind', [
   z.strictObject({ kind: z.literal('file-destination') }),
@@ -53,10 +62,8 @@ export const DataPlaneConfigSchema = z.strictObject({
       publicUrl: z.url().optional(),
     })
     .default({ host: '127.0.0.1', port: 0 }),
-  /** base64 32-byte key that signs callback URLs; generated per start when absent (callbacks then die with the worker). */
-  callbackKey: z.string().min(1).optional(),
-  /** base64 32-byte key that seals secrets in addresses (shared with the control plane). */
-  secretKey: z.string().min(1),
+  callbackKey: keyNotHere('FERRY_CALLBACK_KEYS'),
+  secretKey: keyNotHere('FERRY_CODEC_KEYS'),
   provisioners: z.array(ProvisionerConfigSchema).default([{ kind: 'file-destination' }]),
   /**
    * The public HTTP endpoint consumers pull from with an EDR (HttpData-PULL). When configured, this
@@ -72,8 +79,7 @@ export const DataPlaneConfigSchema = z.strictObject({
       tokenTtl: duration('1s', '1d').default('10m'),
       /** How long a refresh token is valid; each refresh hands out a new pair, so a live pull never runs dry. */
       refreshTtl: duration('1s', '30d').default('1d'),
-      /** base64 key (≥ 32 bytes) that signs EDR tokens; derived from secretKey when absent. */
-      tokenKey: z.string().min(1).optional(),
+      tokenKey: keyNotHere('FERRY_EDR_KEYS'),
     })
     .optional(),
   /**
@@ -166,14 +172,14 @@ const ControlPlaneObjectSchema = z.strictObject({
   /** The data-plane instances this control plane may use. */
   dataPlanes: z.array(DataPlaneInstanceSchema).min(1),
   /** Provider side: where each offered asset's bytes are. */
-  assets: z.record(AssetIdSchema, DataAddressSchema.strict()).default({}),
+  assets: z.record(AssetIdSchema, ConfiguredAddressSchema).default({}),
   /**
    * Provider side: the agreements a consumer may transfer under, by agreement id (contract
    * negotiation is out of scope). Both transports admit requests against them.
    */
   agreements: AgreementsSchema.default({}),
   transfer: TransferSettingsSchema.partial().default({}),
-  secretKey: z.string().min(1),
+  secretKey: keyNotHere('FERRY_CODEC_KEYS'),
   /** The Dataspace Protocol over HTTP(S): off unless configured. */
   dsp: DspConfigSchema.optional(),
 });

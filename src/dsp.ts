@@ -1,5 +1,5 @@
 import { z } from 'zod';
-import { DataAddressSchema, type DataAddress } from './DataAddress.js';
+import { DataAddressSchema, endpointUrl, QUERY_PROPERTY_PREFIX, type DataAddress } from './DataAddress.js';
 import { AddressSchema, AgreementIdSchema, AssetIdSchema, CodeSchema, ContextSchema, PidSchema, ReasonsSchema, token } from './limits.js';
 import { depthOf, isUnderUrl } from './urlPolicy.js';
 
@@ -74,6 +74,22 @@ export type ProcessMessageType = ProcessMessage['@type'];
 export const DSP_STATES = ['REQUESTED', 'STARTED', 'SUSPENDED', 'COMPLETED', 'TERMINATED'] as const;
 export type DspState = (typeof DSP_STATES)[number];
 
+/** The DSP state of a process: the last protocol-visible state it reached. */
+export function dspStateOf(status: { history: { state: string }[] }): DspState {
+  const visible: readonly string[] = DSP_STATES;
+  const last = [...status.history].reverse().find((h) => visible.includes(h.state));
+  return (last?.state as DspState | undefined) ?? 'REQUESTED';
+}
+
+/** The final DSP state a message leads to, when it ends the process (a repeat of it to an ended process is done, not refused). */
+export const FINAL_STATE_OF: Partial<Record<ProcessMessageType, DspState>> = {
+  TransferCompletionMessage: 'COMPLETED',
+  TransferTerminationMessage: 'TERMINATED',
+};
+
+/** The header carrying a message's stable id between ferry connectors over HTTP. */
+export const MESSAGE_ID_HEADER = 'x-ferry-message-id';
+
 export interface DspTransferProcess {
   '@context': string[];
   '@type': 'TransferProcess';
@@ -108,13 +124,13 @@ export const pathOfMessage = (type: ProcessMessageType): MessagePath =>
  * drops the `@type`s again.
  */
 export function toDspDataAddress(address: DataAddress) {
+  // the counterparty gets the URL whole: `query:` properties are ferry's way of storing it
+  const properties = address.endpointProperties.filter((p) => !p.name.startsWith(QUERY_PROPERTY_PREFIX));
   return {
     '@type': 'DataAddress' as const,
     endpointType: address.endpointType,
-    endpoint: address.endpoint,
-    ...(address.endpointProperties.length
-      ? { endpointProperties: address.endpointProperties.map((p) => ({ '@type': 'EndpointProperty' as const, name: p.name, value: p.value })) }
-      : {}),
+    endpoint: endpointUrl(address),
+    ...(properties.length ? { endpointProperties: properties.map((p) => ({ '@type': 'EndpointProperty' as const, name: p.name, value: p.value })) } : {}),
   };
 }
 

@@ -17,7 +17,7 @@ export const LIMITS = {
   /** A data address's endpoint (URL or path). */
   endpoint: 4096,
   propertyName: 256,
-  /** Property values carry tokens (JWTs, sealed values). */
+  /** Property values carry tokens (JWTs). */
   propertyValue: 16_384,
   properties: 64,
   /** One reason text, and how many a DSP message may carry. */
@@ -57,14 +57,6 @@ export const utf8Bytes = (s: string): number => {
   return n;
 };
 
-/**
- * The length a value of `max` characters has once sealed (`enc:v1:` + base64url of IV, UTF-8
- * ciphertext, tag): the same bound must hold inside our histories, where credentials are sealed.
- */
-const SEALED_PREFIX = 'enc:v1:';
-export const sealedLength = (max: number): number => SEALED_PREFIX.length + Math.ceil(((12 + 3 * max + 16) * 4) / 3);
-const withinSealed = (max: number) => (s: string) => s.length <= (s.startsWith(SEALED_PREFIX) ? sealedLength(max) : max);
-
 /** An identifier from outside: 1..max visible ASCII characters. */
 export const token = (what: string, max: number) =>
   z
@@ -90,27 +82,15 @@ export const locator = (what: string, max: number) =>
     .refine(isWellFormed, `${what} contains a lone surrogate`)
     .refine((s) => !CONTROL_OR_FORMAT.test(s), `${what} contains a control or format character`);
 
-/** Like `text`/`locator`, but a sealed value of at most `max` plaintext characters fits too. */
-const sealable = (schema: z.ZodString, what: string, max: number) =>
-  schema.refine(withinSealed(max), `${what} has more than ${max} characters`);
-
 export const PidSchema = token('pid', LIMITS.pid);
 export const AgreementIdSchema = token('agreementId', LIMITS.agreementId);
 export const AssetIdSchema = token('assetId', LIMITS.assetId);
 export const CodeSchema = token('code', LIMITS.code);
 export const ReasonTextSchema = text('reason', LIMITS.reason);
 export const ReasonsSchema = z.array(ReasonTextSchema).max(LIMITS.reasons, `at most ${LIMITS.reasons} reasons`);
-export const EndpointSchema = sealable(
-  z.string().min(1, 'endpoint must not be empty').refine(isWellFormed, 'endpoint contains a lone surrogate').refine((s) => !CONTROL_OR_FORMAT.test(s), 'endpoint contains a control or format character'),
-  'endpoint',
-  LIMITS.endpoint,
-);
+export const EndpointSchema = locator('endpoint', LIMITS.endpoint);
 export const PropertyNameSchema = token('endpointProperties[].name', LIMITS.propertyName);
-export const PropertyValueSchema = sealable(
-  z.string().refine(isWellFormed, 'endpointProperties[].value contains a lone surrogate').refine((s) => !CONTROL_BUT_WHITESPACE.test(s), 'endpointProperties[].value contains a control character'),
-  'endpointProperties[].value',
-  LIMITS.propertyValue,
-);
+export const PropertyValueSchema = text('endpointProperties[].value', LIMITS.propertyValue);
 /** A counterparty or callback address: `temporal://<id>` or a URL, bounded in UTF-8 bytes. */
 export const AddressSchema = locator('address', LIMITS.addressBytes).refine(
   (s) => utf8Bytes(s) <= LIMITS.addressBytes,

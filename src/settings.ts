@@ -49,8 +49,20 @@ export const TransferSettingsSchema = z.strictObject({
   /** Backoff between those re-sends: initial, doubled each time, capped by the maximum. */
   retryInitialInterval: duration('100ms', '1h').default('1s'),
   retryMaximumInterval: duration('100ms', '1d').default('1m'),
-  /** Attempts of each activity call (data plane or counterparty), with exponential backoff. */
+  /** Attempts of each data-plane call, with exponential backoff (1 s doubling, at most 1 m apart). */
   activityMaxAttempts: z.number().int().min(1).max(50).default(7),
+  /**
+   * How long a message to the counterparty is retried (backoff 1 s doubling, at most 1 m apart)
+   * while it is unreachable, before the process gives up on it. A refusal (4xx) is final at once.
+   */
+  counterpartyRetryBudget: duration('1s', '30d').default('1h'),
+  /**
+   * STARTED: how often a watchdog (an activity that heartbeats, so a healthy transfer adds no
+   * history) checks that the data flow and the counterparty are still there.
+   */
+  watchdogInterval: duration('1s', '1d').default('5m'),
+  /** STARTED: a data plane with no worker, or a counterparty unreachable, for this long ends the transfer. */
+  lostAfter: duration('1s', '30d').default('15m'),
   /** How long the consumer waits in REQUESTED for the provider to start the transfer. */
   counterpartyTimeout: duration('1s', '90d').default('1h'),
   /** How long a suspended process waits to be resumed before it is terminated. */
@@ -76,5 +88,10 @@ export const DataFlowSettingsSchema = z.strictObject({
   callbackMaxAttempts: z.number().int().min(1).max(50).default(7),
   /** How long a suspended or failed flow waits for resume, retry or terminate. */
   idleTimeout: duration('1s', '366d').default('30d'),
+  /**
+   * Suspend or terminate of a running transfer that holds nothing to release: how long the call
+   * waits for the transfer to stop before it answers "async" (and calls back once it stopped).
+   */
+  stopTimeout: duration('100ms', '1h').default('10s'),
 });
 export type DataFlowSettings = z.infer<typeof DataFlowSettingsSchema>;

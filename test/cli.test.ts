@@ -5,8 +5,9 @@ import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import type { TestWorkflowEnvironment } from '@temporalio/testing';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { ferryDataConverter } from '../src/codec.js';
 import { ControlPlaneConfigSchema } from '../src/config.js';
-import { SecretBox } from '../src/secrets.js';
+import { Keyring } from '../src/keys.js';
 import { bundle, CONTROL_PLANE_WORKFLOWS } from '../worker/bundle.js';
 import { startControlPlaneWorker, type RunningControlPlane } from '../worker/controlPlaneWorker.js';
 import { startDevServer } from '../worker/devServer.js';
@@ -25,10 +26,17 @@ interface Run {
 let env: TestWorkflowEnvironment;
 let address: string;
 let dataDir: string;
+/** The connector's payload codec keys, given to the CLI in FERRY_CODEC_KEYS. */
+const codecKeys = Keyring.generate('cli-test');
 const workers: RunningControlPlane[] = [];
 
 function ferry(...args: string[]): Promise<Run> {
-  const childEnv: NodeJS.ProcessEnv = { ...process.env, FERRY_DATA_DIR: dataDir };
+  return ferryWith({ FERRY_CODEC_KEYS: codecKeys.serialize() }, ...args);
+}
+
+function ferryWith(extraEnv: NodeJS.ProcessEnv, ...args: string[]): Promise<Run> {
+  const childEnv: NodeJS.ProcessEnv = { ...process.env, FERRY_DATA_DIR: dataDir, ...extraEnv };
+  for (const name of ['FERRY_CODEC_KEYS', 'FERRY_CODEC_KEYS_FILE']) if (!(name in extraEnv)) delete childEnv[name];
   delete childEnv.TEMPORAL_ADDRESS;
   delete childEnv.TEMPORAL_NAMESPACE;
   delete childEnv.FERRY_DEBUG;
@@ -52,15 +60,14 @@ const REQUEST = ['--connector', 'consumer', '--counterparty', 'temporal://provid
 
 beforeAll(async () => {
   dataDir = mkdtempSync(path.join(os.tmpdir(), 'ferry-cli-test-'));
-  env = await startDevServer();
+  env = await startDevServer({ dataConverter: ferryDataConverter(codecKeys) });
   address = env.connection.options.address;
   // a start is refused unless the connector (and an in-cluster counterparty) has a live control plane
   const workflowBundle = await bundle(CONTROL_PLANE_WORKFLOWS);
   const temporal = { address, namespace: 'default' };
-  const secretKey = SecretBox.generateKeyBase64();
   for (const connectorId of ['consumer', 'provider']) {
-    const config = ControlPlaneConfigSchema.parse({ connectorId, temporal, secretKey, dataPlanes: [{ id: `${connectorId}-dp`, transferTypes: ['File-PUSH', 'HttpData-PULL'] }] });
-    workers.push(await startControlPlaneWorker(config, { workflowBundle }));
+    const config = ControlPlaneConfigSchema.parse({ connectorId, temporal, dataPlanes: [{ id: `${connectorId}-dp`, transferTypes: ['File-PUSH', 'HttpData-PULL'] }] });
+    workers.push(await startControlPlaneWorker(config, { workflowBundle, keys: { codec: codecKeys } }));
   }
 }, 120_000);
 
@@ -75,12 +82,12 @@ describe('ferry CLI', () => {
     const top = await ferry('--help');
     expect(top.code).toBe(0);
     expect(top.stdout).toMatch(/Usage: ferry <command>/);
-    for (const command of ['start', 'status', 'suspend', 'resume', 'terminate', 'complete', 'approve', 'edr', 'wait']) expect(top.stdout).toContain(command);
+    for (const command of ['start', 'status', 'suspend', 'resume', 'terminate', 'complete', 'approve', 'edr', 'wait', 'keygen']) expect(top.stdout).toContain(command);
 
     const start = await ferry('start', '--help');
     expect(start.code).toBe(0);
     expect(start.stdout).toContain('--dest PATH');
-    expect(start.stdout).toContain('--secret-key-file');
+    expect(start.stdout).toContain('--codec-keys-file');
   });
 
   it('refuses an escaping --dest with exit 2 and starts nothing', async () => {
@@ -105,6 +112,12 @@ describe('ferry CLI', () => {
 
     const description = await env.client.workflow.getHandle('transfer-consumer-valid-1').describe();
     expect(description.type).toBe('transferProcessWorkflow');
+    // the CLI encrypts what it sends: the stored input names the codec and the key, and hides the destination
+    const started = (await env.client.workflow.getHandle('transfer-consumer-valid-1').fetchHistory()).events![0]!.workflowExecutionStartedEventAttributes!;
+    const input = started.input!.payloads![0]!;
+    expect(Buffer.from(input.metadata!.encoding!).toString()).toBe('binary/encrypted');
+    expect(Buffer.from(input.metadata!['encryption-key-id']!).toString()).toBe('cli-test');
+    expect(Buffer.from(input.data!).toString('latin1')).not.toContain('consumer/inbox');
     // Visibility may trail the start by a moment.
     await expect.poll(workflowIds, { timeout: 10_000, interval: 200 }).toEqual(['transfer-consumer-valid-1']);
     await env.client.workflow.getHandle('transfer-consumer-valid-1').terminate('test cleanup');
@@ -138,11 +151,31 @@ describe('ferry CLI', () => {
     await env.client.workflow.getHandle('transfer-consumer-pull-1').terminate('test cleanup');
   });
 
-  it('edr without a key to open the token is a usage error', async () => {
-    const run = await ferry('edr', 'consumer', 'pull-1', '--address', address);
-    expect(run.code).toBe(2);
-    expect(run.stderr).toContain('pass --secret-key-file');
-    noStackTrace(run.stderr);
+  it('without codec keys (or with a bad key file) a command is a usage error and starts nothing', async () => {
+    const none = await ferryWith({}, 'start', ...REQUEST, '--dest', 'consumer/inbox', '--process-id', 'no-keys', '--address', address);
+    expect(none.code).toBe(2);
+    expect(none.stderr).toContain('no payload codec keys');
+    expect(none.stderr).toContain('FERRY_CODEC_KEYS');
+    noStackTrace(none.stderr);
+    const edr = await ferryWith({}, 'edr', 'consumer', 'pull-1', '--address', address);
+    expect(edr.code).toBe(2);
+    expect(edr.stderr).toContain('--codec-keys-file');
+    const bad = await ferryWith({ FERRY_CODEC_KEYS: 'k1:tooshort' }, 'status', 'consumer', 'pull-1', '--address', address);
+    expect(bad.code).toBe(2);
+    expect(bad.stderr).toContain('invalid keys in FERRY_CODEC_KEYS: entry 1 (k1)');
+    const missing = await ferry('status', 'consumer', 'pull-1', '--address', address, '--codec-keys-file', path.join(dataDir, 'nope.keys'));
+    expect(missing.code).toBe(2);
+    expect(missing.stderr).toMatch(/cannot read FERRY_CODEC_KEYS_FILE=.*nope\.keys/);
+    await expect(env.client.workflow.getHandle('transfer-consumer-no-keys').describe()).rejects.toThrow(/not found/i);
+  });
+
+  it('keygen prints a key entry that parses as a ring', async () => {
+    const run = await ferryWith({}, 'keygen', '--id', 'k-2025');
+    expect(run.code).toBe(0);
+    const ring = Keyring.parse(run.stdout, 'keygen output');
+    expect(ring.ids).toEqual(['k-2025']);
+    const other = await ferryWith({}, 'keygen');
+    expect(Keyring.parse(other.stdout, 'keygen output').primary.key.equals(ring.primary.key)).toBe(false);
   });
 
   it('an unknown command prints the usage and exits 2', async () => {

@@ -1,5 +1,6 @@
 import path from 'node:path';
 import { bundleWorkflowCode, type BundleOptions, type WorkflowBundleWithSourceMap } from '@temporalio/worker';
+import { FAILURE_CONVERTER_PATH } from '../src/codec.js';
 import { REPO_ROOT } from './temporalCli.js';
 
 export const CONTROL_PLANE_WORKFLOWS = path.join(REPO_ROOT, 'workflows', 'controlPlane.ts');
@@ -11,8 +12,9 @@ export const bundlerOptions: NonNullable<BundleOptions['webpackConfigHook']> = (
   return config;
 };
 
+/** A workflow bundle with ferry's failure converter in it (workers given a bundle do not add it themselves). */
 export function bundle(workflowsPath: string): Promise<WorkflowBundleWithSourceMap> {
-  return bundleWorkflowCode({ workflowsPath, webpackConfigHook: bundlerOptions, logger: quietLogger });
+  return bundleWorkflowCode({ workflowsPath, webpackConfigHook: bundlerOptions, failureConverterPath: FAILURE_CONVERTER_PATH, logger: quietLogger });
 }
 
 const noop = () => undefined;

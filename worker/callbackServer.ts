@@ -7,13 +7,16 @@ import { WorkflowNotFoundError } from '@temporalio/common';
 import { DataAddressSchema } from '../src/DataAddress.js';
 import { provisionerCallbackSignal, type ProvisionerCallback } from '../src/DataFlow.js';
 import type { ProvisionSide } from '../src/Provisioner.js';
-import type { SecretBox } from '../src/secrets.js';
+import type { Keyring } from '../src/keys.js';
 
 /**
  * Receives the callbacks of external provisioning services and turns them into
  * `provisionerCallback` signals of the DataFlow workflow. The callback URL handed to a service is
- * signed (HMAC over workflow id, op, provisioner and side), so a caller can only report on the very
- * operation it was asked to perform.
+ * signed (HMAC-SHA256 with the data plane's callback key, `FERRY_CALLBACK_KEYS`) over the workflow
+ * id, op, provisioner, side, provisioning round and expiry, so a caller can only report on the very
+ * operation and round it was asked to perform, and only until the URL expires (then 410, nothing
+ * signalled). The signal carries the round; the DataFlow accepts only callbacks of the round it
+ * waits for, so a URL replayed later cannot carry a result into another round.
  */
 
 export type CallbackOp = 'provision' | 'deprovision';
@@ -23,39 +26,59 @@ export interface CallbackTarget {
   op: CallbackOp;
   provisioner: string;
   side: ProvisionSide;
+  /** The provisioning round the URL belongs to (a nonce the DataFlow chose); absent for flows that do not name rounds. */
+  round?: string;
+  /** After this the URL is refused (410). */
+  expiresAt: Date;
 }
 
+export type CallbackVerdict =
+  | { ok: true; target: CallbackTarget }
+  /** 403: not a URL we signed (or tampered with); 410: ours, but expired. */
+  | { ok: false; status: 403 | 410; message: string };
+
 export interface CallbackSigner {
-  sign(workflowId: string, op: CallbackOp, provisioner: string, side: ProvisionSide): string;
-  verify(target: CallbackTarget, signature: string): boolean;
   callbackUrl(baseUrl: string, target: CallbackTarget): string;
+  /** Checks a callback URL's query: signature first, then expiry. */
+  verify(params: URLSearchParams, now?: Date): CallbackVerdict;
 }
 
 export const CALLBACK_PATH = '/callbacks/provision';
-const MIN_KEY_BYTES = 16;
 
-export function callbackSigner(key: Buffer): CallbackSigner {
-  if (key.length < MIN_KEY_BYTES) throw new Error(`callback signing key must have at least ${MIN_KEY_BYTES} bytes`);
-  const secret = Buffer.from(key);
-  const mac = (t: CallbackTarget): Buffer =>
+/** A signer over a keyring: the primary signs (its id goes in `kid`); every key of the ring verifies, so URLs handed out before a rotation still work. */
+export function callbackSigner(keys: Keyring): CallbackSigner {
+  const mac = (key: Buffer, kid: string, t: CallbackTarget): Buffer =>
     // A JSON array keeps the fields unambiguous whatever characters they contain.
-    createHmac('sha256', secret).update(JSON.stringify(['ferry-callback-v1', t.workflowId, t.op, t.provisioner, t.side])).digest();
+    createHmac('sha256', key)
+      .update(JSON.stringify(['ferry-callback-v2', kid, t.workflowId, t.op, t.provisioner, t.side, t.round ?? '', Math.floor(t.expiresAt.getTime() / 1000)]))
+      .digest();
+  const forbidden = { ok: false, status: 403, message: 'invalid callback signature' } as const;
   return {
-    sign: (workflowId, op, provisioner, side) => mac({ workflowId, op, provisioner, side }).toString('base64url'),
-    verify(target, signature) {
-      const expected = mac(target);
-      const given = Buffer.from(signature, 'base64url');
-      return given.length === expected.length && timingSafeEqual(given, expected);
-    },
     callbackUrl(baseUrl, target) {
+      const { id, key } = keys.primary;
       const q = new URLSearchParams({
         wf: target.workflowId,
         op: target.op,
         p: target.provisioner,
         side: target.side,
-        sig: mac(target).toString('base64url'),
+        ...(target.round !== undefined ? { round: target.round } : {}),
+        exp: String(Math.floor(target.expiresAt.getTime() / 1000)),
+        kid: id,
+        sig: mac(key, id, target).toString('base64url'),
       });
       return `${baseUrl.replace(/\/+$/, '')}${CALLBACK_PATH}?${q.toString()}`;
+    },
+    verify(params, now = new Date()) {
+      const target = parseTarget(params);
+      const kid = params.get('kid');
+      const sig = params.get('sig');
+      const key = kid ? keys.get(kid) : undefined;
+      if (!target || !kid || !sig || !key) return forbidden;
+      const expected = mac(key, kid, target);
+      const given = Buffer.from(sig, 'base64url');
+      if (given.length !== expected.length || !timingSafeEqual(given, expected)) return forbidden;
+      if (target.expiresAt.getTime() <= now.getTime()) return { ok: false, status: 410, message: 'callback URL expired' };
+      return { ok: true, target };
     },
   };
 }
@@ -81,16 +104,17 @@ export interface CallbackServerOptions {
   /** 0 picks a free port. */
   port: number;
   client: Client;
-  key: Buffer;
-  /** When given, secret properties of callback addresses are sealed before they reach the workflow history. */
-  secrets?: SecretBox;
+  /** The data plane's callback keys (`FERRY_CALLBACK_KEYS`). */
+  keys: Keyring;
   /** Bound on the signal call when Temporal is slow or unreachable. */
   signalTimeoutMs?: number;
+  /** The clock URLs expire by (tests move it). */
+  now?: () => Date;
   logger?: CallbackServerLogger;
 }
 
 export interface CallbackServer {
-  /** Base URL, e.g. `http://127.0.0.1:43123`; pass it to `callbackSigner(key).callbackUrl`. */
+  /** Base URL, e.g. `http://127.0.0.1:43123`; pass it to `callbackSigner(keys).callbackUrl`. */
   url: string;
   close(): Promise<void>;
 }
@@ -102,7 +126,7 @@ class HttpError extends Error {
 }
 
 export async function startCallbackServer(opts: CallbackServerOptions): Promise<CallbackServer> {
-  const signer = callbackSigner(opts.key);
+  const signer = callbackSigner(opts.keys);
   const signalTimeoutMs = opts.signalTimeoutMs ?? 10_000;
   const logger: CallbackServerLogger = opts.logger ?? { warn: (m, meta) => console.warn(m, meta ?? '') };
 
@@ -115,9 +139,10 @@ export async function startCallbackServer(opts: CallbackServerOptions): Promise<
     if (url.pathname !== CALLBACK_PATH) throw new HttpError(404, 'not found');
     if (req.method !== 'POST') throw new HttpError(405, 'use POST');
 
-    const target = parseTarget(url.searchParams);
-    const sig = url.searchParams.get('sig');
-    if (!target || !sig || !signer.verify(target, sig)) throw new HttpError(403, 'invalid callback signature');
+    // before the body is read: a forged or expired URL changes nothing
+    const verdict = signer.verify(url.searchParams, opts.now?.() ?? new Date());
+    if (!verdict.ok) throw new HttpError(verdict.status, verdict.message);
+    const { target } = verdict;
 
     const body = CallbackBodySchema.safeParse(parseJson(await readBody(req)));
     if (!body.success) throw new HttpError(400, `invalid callback body: ${z.prettifyError(body.error)}`);
@@ -127,8 +152,9 @@ export async function startCallbackServer(opts: CallbackServerOptions): Promise<
       op: target.op,
       provisioner: target.provisioner,
       side: target.side,
+      ...(target.round !== undefined ? { round: target.round } : {}),
       ok,
-      ...(address ? { address: opts.secrets ? opts.secrets.seal(address) : address } : {}),
+      ...(address ? { address } : {}),
       ...(error !== undefined ? { error } : {}),
     };
     try {
@@ -198,10 +224,13 @@ function parseTarget(params: URLSearchParams): CallbackTarget | undefined {
   const op = params.get('op');
   const provisioner = params.get('p');
   const side = params.get('side');
+  const round = params.get('round');
+  const exp = params.get('exp');
   if (!workflowId || !provisioner) return undefined;
   if (op !== 'provision' && op !== 'deprovision') return undefined;
   if (side !== 'source' && side !== 'destination') return undefined;
-  return { workflowId, op, provisioner, side };
+  if (!exp || !/^\d{1,12}$/.test(exp)) return undefined;
+  return { workflowId, op, provisioner, side, ...(round !== null ? { round } : {}), expiresAt: new Date(Number(exp) * 1000) };
 }
 
 function parseJson(text: string): unknown {

@@ -1,4 +1,4 @@
-import { existsSync, readFileSync } from 'node:fs';
+import { existsSync } from 'node:fs';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parseArgs, type ParseArgsConfig } from 'node:util';
@@ -12,8 +12,10 @@ import {
 } from '@temporalio/client';
 import { z } from 'zod';
 import { CommandRefusedError, FerryClient, InvalidRequestError, TransferRequestSchema, type TransferRequest } from '../src/client.js';
-import { isSecretProperty, type DataAddress } from '../src/DataAddress.js';
-import { SecretBox } from '../src/secrets.js';
+import { endpointUrl, type DataAddress } from '../src/DataAddress.js';
+import { ferryDataConverter } from '../src/codec.js';
+import { ConfigError } from '../src/config.js';
+import { Keyring, KEY_VARIABLES, keyringFromEnv, newKeyId } from '../src/keys.js';
 import type { TransferProcessStatus } from '../src/TransferProcess.js';
 import { REPO_ROOT } from './temporalCli.js';
 
@@ -50,13 +52,16 @@ type Options = NonNullable<ParseArgsConfig['options']>;
 const GLOBAL_OPTIONS = {
   address: { type: 'string' },
   namespace: { type: 'string' },
+  'codec-keys-file': { type: 'string' },
   help: { type: 'boolean', short: 'h' },
 } satisfies Options;
 
 const GLOBAL_HELP = `Global options:
-  --address HOST:PORT   Temporal frontend (default $TEMPORAL_ADDRESS or localhost:7233)
-  --namespace NAME      Temporal namespace (default $TEMPORAL_NAMESPACE or default)
-  -h, --help            this help`;
+  --address HOST:PORT      Temporal frontend (default $TEMPORAL_ADDRESS or localhost:7233)
+  --namespace NAME         Temporal namespace (default $TEMPORAL_NAMESPACE or default)
+  --codec-keys-file FILE   the connector's payload codec keys (default $FERRY_CODEC_KEYS, $FERRY_CODEC_KEYS_FILE,
+                           else the dev keys in .data/keys/codec.keys); every payload is encrypted with them
+  -h, --help               this help`;
 
 const USAGE = `Usage: ferry <command> [options]
 
@@ -70,6 +75,7 @@ Commands:
   approve    let a provider transfer held for approval (agreement start: manual) start
   edr        print a pull's endpoint data reference (endpoint and token) to fetch with
   wait       wait for a transfer to end and print its result
+  keygen     print a new key entry (id:base64) for a key ring (FERRY_CODEC_KEYS, …)
 
 Run \`ferry <command> --help\` for a command's options.
 
@@ -113,20 +119,21 @@ function temporalTarget(values: Record<string, unknown>, env: NodeJS.ProcessEnv)
   return { address, namespace };
 }
 
-async function openSession(values: Record<string, unknown>, env: NodeJS.ProcessEnv, secrets?: SecretBox): Promise<Session> {
+async function openSession(values: Record<string, unknown>, env: NodeJS.ProcessEnv): Promise<Session> {
   const { address, namespace } = temporalTarget(values, env);
+  const keys = codecKeys(values['codec-keys-file'] as string | undefined, env);
   let connection: Connection;
   try {
     connection = await Connection.connect({ address, connectTimeout: '5s' });
   } catch (e) {
     throw new Failure(`cannot reach Temporal at ${address}: ${rootMessage(e)}`);
   }
-  const client = new Client({ connection, namespace });
-  return { ferry: new FerryClient(client, secrets), connection, namespace, close: () => connection.close() };
+  const client = new Client({ connection, namespace, dataConverter: ferryDataConverter(keys) });
+  return { ferry: new FerryClient(client), connection, namespace, close: () => connection.close() };
 }
 
-async function withSession<T>(values: Record<string, unknown>, env: NodeJS.ProcessEnv, fn: (s: Session) => Promise<T>, secrets?: SecretBox): Promise<T> {
-  const session = await openSession(values, env, secrets);
+async function withSession<T>(values: Record<string, unknown>, env: NodeJS.ProcessEnv, fn: (s: Session) => Promise<T>): Promise<T> {
+  const session = await openSession(values, env);
   try {
     return await fn(session);
   } finally {
@@ -162,27 +169,28 @@ function rootMessage(e: unknown): string {
 }
 
 // ---------------------------------------------------------------------------------------------
-// Secrets
+// Keys
 
-function defaultSecretKeyFile(env: NodeJS.ProcessEnv): string {
-  return path.join(path.resolve(env.FERRY_DATA_DIR ?? path.join(REPO_ROOT, '.data')), 'secret.key');
+/** Where `npm run dev` keeps its generated keys. */
+export function devKeysDir(env: NodeJS.ProcessEnv): string {
+  return path.join(path.resolve(env.FERRY_DATA_DIR ?? path.join(REPO_ROOT, '.data')), 'keys');
 }
 
-/** The SecretBox from `--secret-key-file`, or from the dev key when it exists; undefined when there is none. */
-function loadSecretBox(explicit: string | undefined, env: NodeJS.ProcessEnv): SecretBox | undefined {
-  const file = explicit ?? defaultSecretKeyFile(env);
-  if (!explicit && !existsSync(file)) return undefined;
-  let encoded: string;
+/** The payload codec keys: `--codec-keys-file`, else FERRY_CODEC_KEYS(_FILE), else the dev keys when they exist. */
+function codecKeys(explicit: string | undefined, env: NodeJS.ProcessEnv): Keyring {
   try {
-    encoded = readFileSync(file, 'utf8');
+    if (explicit !== undefined) return keyringFromEnv(KEY_VARIABLES.codec, { [`${KEY_VARIABLES.codec}_FILE`]: explicit })!;
+    const fromEnv = keyringFromEnv(KEY_VARIABLES.codec, env);
+    if (fromEnv) return fromEnv;
+    const dev = path.join(devKeysDir(env), 'codec.keys');
+    if (existsSync(dev)) return keyringFromEnv(KEY_VARIABLES.codec, { [`${KEY_VARIABLES.codec}_FILE`]: dev })!;
   } catch (e) {
-    throw new UsageError(`cannot read --secret-key-file ${file}: ${(e as Error).message}`, 'start');
+    if (e instanceof ConfigError) throw new UsageError(e.message);
+    throw e;
   }
-  try {
-    return SecretBox.fromBase64(encoded);
-  } catch (e) {
-    throw new UsageError(`${file}: ${(e as Error).message}`, 'start');
-  }
+  throw new UsageError(
+    `no payload codec keys: every payload is encrypted, so ferry needs the connector's keys. Pass --codec-keys-file FILE or set ${KEY_VARIABLES.codec} or ${KEY_VARIABLES.codec}_FILE`,
+  );
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -223,7 +231,6 @@ Options:
   --process-id ID         process id (default: random); the same id twice reaches the same transfer
   --data-plane ID         pin the transfer to one data-plane instance
   --settings-json JSON    per-transfer setting overrides, e.g. {"requestedTimeout":"1m"}
-  --secret-key-file FILE  key that seals credentials in the destination (default .data/secret.key, if present)
   --ui URL                Temporal Web UI base for the printed link (default http://localhost:8233)
   --json                  print the result as JSON
 
@@ -239,7 +246,6 @@ ${GLOBAL_HELP}`,
     'process-id': { type: 'string' },
     'data-plane': { type: 'string' },
     'settings-json': { type: 'string' },
-    'secret-key-file': { type: 'string' },
     ui: { type: 'string', default: 'http://localhost:8233' },
     json: { type: 'boolean', default: false },
   },
@@ -273,36 +279,21 @@ ${GLOBAL_HELP}`,
     const parsed = TransferRequestSchema.safeParse(request);
     if (!parsed.success) throw new InvalidRequestError(`invalid transfer request:\n${z.prettifyError(parsed.error)}`);
 
-    const secrets = loadSecretBox(str('secret-key-file'), env);
-    const secretProps = (parsed.data.dataDestination?.endpointProperties ?? []).filter((p) => isSecretProperty(p.name));
-    if (secretProps.length > 0 && !secrets) {
-      throw new UsageError(
-        `the destination carries credentials (${secretProps.map((p) => p.name).join(', ')}) but there is no key to seal them with; ` +
-          `pass --secret-key-file (the key the workers use), or they would be stored in plain in the workflow history`,
-        'start',
-      );
-    }
-
     const ui = (str('ui') ?? '').replace(/\/+$/, '');
-    return withSession(
-      v,
-      env,
-      async (s) => {
-        const started = await s.ferry.startTransfer(request);
-        const link = `${ui}/namespaces/${encodeURIComponent(s.namespace)}/workflows/${encodeURIComponent(started.workflowId)}`;
-        if (v.json) {
-          io.out(JSON.stringify({ ...started, namespace: s.namespace, url: link }, null, 2));
-        } else {
-          io.out(`transfer ${started.processId} started`);
-          io.out(`  process id   ${started.processId}`);
-          io.out(`  workflow id  ${started.workflowId}`);
-          io.out(`  web ui       ${link}`);
-          io.out(`follow it with: ferry status ${started.connectorId} ${started.processId}`);
-        }
-        return EXIT.OK;
-      },
-      secrets,
-    );
+    return withSession(v, env, async (s) => {
+      const started = await s.ferry.startTransfer(request);
+      const link = `${ui}/namespaces/${encodeURIComponent(s.namespace)}/workflows/${encodeURIComponent(started.workflowId)}`;
+      if (v.json) {
+        io.out(JSON.stringify({ ...started, namespace: s.namespace, url: link }, null, 2));
+      } else {
+        io.out(`transfer ${started.processId} started`);
+        io.out(`  process id   ${started.processId}`);
+        io.out(`  workflow id  ${started.workflowId}`);
+        io.out(`  web ui       ${link}`);
+        io.out(`follow it with: ferry status ${started.connectorId} ${started.processId}`);
+      }
+      return EXIT.OK;
+    });
   },
 };
 
@@ -432,41 +423,34 @@ ${GLOBAL_HELP}`,
 
 const edr: Command = {
   summary: "print a pull's endpoint data reference",
-  usage: `Usage: ferry edr CONNECTOR PROCESS_ID --secret-key-file FILE [--json]
+  usage: `Usage: ferry edr CONNECTOR PROCESS_ID [--json]
 
 Prints the endpoint data reference (EDR) of a consumer's pull: the provider's endpoint and the bearer
-token to fetch the data with (\`curl -H "Authorization: <token>" <endpoint>\`). The token is sealed in
-the workflow history; opening it needs the connector's secret key. Exit 1 while there is none yet.
+token to fetch the data with (\`curl -H "Authorization: <token>" <endpoint>\`). The token is encrypted
+in the workflow history like every payload; reading it needs the connector's codec keys. Exit 1 while
+there is none yet.
 
 Options:
-  --secret-key-file FILE   the control plane's secret key (default: the dev key, .data/secret.key)
   --json                   print the EDR as a DSP DataAddress
 
 ${GLOBAL_HELP}`,
-  options: { 'secret-key-file': { type: 'string' }, json: { type: 'boolean', default: false } },
+  options: { json: { type: 'boolean', default: false } },
   positionals: PROCESS_POSITIONALS,
   async run({ io, env }, v, positionals) {
     const [connectorId, processId] = twoPositionals(positionals, 'edr');
-    const secrets = loadSecretBox(v['secret-key-file'] as string | undefined, env);
-    if (!secrets) throw new UsageError('the EDR token is sealed: pass --secret-key-file (the key the control plane uses)', 'edr');
-    return withSession(
-      v,
-      env,
-      async (s) => {
-        const found = await deadline(s, 10, () => s.ferry.edr(connectorId, processId)).catch((e: unknown) => {
-          if (e instanceof WorkflowNotFoundError) throw notFound(connectorId, processId, s.namespace);
-          throw e;
-        });
-        if (!found) throw new Failure(`transfer ${processId} has no EDR yet (not started, or not a pull)`);
-        if (v.json) io.out(JSON.stringify(found, null, 2));
-        else {
-          io.out(`endpoint  ${found.endpoint}`);
-          for (const p of found.endpointProperties) io.out(`${p.name.padEnd(9)} ${p.value}`);
-        }
-        return EXIT.OK;
-      },
-      secrets,
-    );
+    return withSession(v, env, async (s) => {
+      const found = await deadline(s, 10, () => s.ferry.edr(connectorId, processId)).catch((e: unknown) => {
+        if (e instanceof WorkflowNotFoundError) throw notFound(connectorId, processId, s.namespace);
+        throw e;
+      });
+      if (!found) throw new Failure(`transfer ${processId} has no EDR yet (not started, or not a pull)`);
+      if (v.json) io.out(JSON.stringify(found, null, 2));
+      else {
+        io.out(`endpoint  ${endpointUrl(found)}`);
+        for (const p of found.endpointProperties) io.out(`${p.name.padEnd(9)} ${p.value}`);
+      }
+      return EXIT.OK;
+    });
   },
 };
 
@@ -502,6 +486,33 @@ ${GLOBAL_HELP}`,
   },
 };
 
+const keygen: Command = {
+  summary: 'print a new key entry for a key ring',
+  usage: `Usage: ferry keygen [--id ID]
+
+Prints one new key entry, \`id:base64\` (32 random bytes), for any of ferry's key rings:
+FERRY_CODEC_KEYS (payload codec), FERRY_EDR_KEYS (a data plane's EDR tokens), FERRY_CALLBACK_KEYS
+(a data plane's provisioner callback URLs). To rotate, put the new entry first and keep the old ones
+after it (\`new,old\`), restart the processes that use the ring, and drop the old entry once nothing
+needs it. Needs no server.
+
+Options:
+  --id ID   the key id (default: k<date>-<random>)`,
+  options: { id: { type: 'string' } },
+  positionals: [],
+  async run({ io }, v, positionals) {
+    if (positionals.length > 0) throw new UsageError(`unexpected argument ${JSON.stringify(positionals[0])}`, 'keygen');
+    let ring: Keyring;
+    try {
+      ring = Keyring.generate((v.id as string | undefined) ?? newKeyId());
+    } catch (e) {
+      throw new UsageError((e as Error).message, 'keygen');
+    }
+    io.out(ring.serialize());
+    return EXIT.OK;
+  },
+};
+
 export const COMMANDS: Record<string, Command> = {
   start,
   status,
@@ -512,6 +523,7 @@ export const COMMANDS: Record<string, Command> = {
   approve: commandOf('approve'),
   edr,
   wait,
+  keygen,
 };
 
 // ---------------------------------------------------------------------------------------------

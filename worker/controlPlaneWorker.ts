@@ -3,7 +3,8 @@ import { createControlPlaneActivities } from '../activities/controlPlane.js';
 import { HttpDspTransport } from '../activities/transport/HttpDspTransport.js';
 import { InClusterTransport } from '../activities/transport/InClusterTransport.js';
 import type { CounterpartyTransport } from '../src/Transport.js';
-import { SecretBox } from '../src/secrets.js';
+import { ferryDataConverter } from '../src/codec.js';
+import { KEY_VARIABLES, requireKeyring, type Keyring } from '../src/keys.js';
 import { ControlPlaneConfigSchema, type ControlPlaneConfig } from '../src/config.js';
 import { controlPlaneTaskQueue } from '../src/ids.js';
 import { bundlerOptions, CONTROL_PLANE_WORKFLOWS } from './bundle.js';
@@ -20,14 +21,29 @@ export interface RunningControlPlane {
   shutdown(): Promise<void>;
 }
 
-export async function startControlPlaneWorker(config: ControlPlaneConfig, opts: { workflowBundle?: WorkflowBundleWithSourceMap } = {}): Promise<RunningControlPlane> {
-  const conn = await connect(config.temporal);
+export interface ControlPlaneKeys {
+  /** Payload codec keys (the connector's; shared with its data planes and clients). */
+  codec: Keyring;
+}
+
+/** The keys of a control plane from the environment (`FERRY_CODEC_KEYS` or `FERRY_CODEC_KEYS_FILE`). */
+export const controlPlaneKeysFromEnv = (env: NodeJS.ProcessEnv = process.env): ControlPlaneKeys => ({
+  codec: requireKeyring(KEY_VARIABLES.codec, 'payload codec keys', env),
+});
+
+export async function startControlPlaneWorker(
+  config: ControlPlaneConfig,
+  opts: { workflowBundle?: WorkflowBundleWithSourceMap; keys?: ControlPlaneKeys } = {},
+): Promise<RunningControlPlane> {
+  const keys = opts.keys ?? controlPlaneKeysFromEnv();
+  const conn = await connect(config.temporal, { dataConverter: ferryDataConverter(keys.codec) });
   const taskQueue = controlPlaneTaskQueue(config.connectorId);
   const transports: CounterpartyTransport[] = [new InClusterTransport(conn.client)];
   const dspServer = config.dsp ? await startDspServer({ config: { ...config, dsp: config.dsp }, client: conn.client }) : undefined;
-  if (config.dsp && dspServer) transports.push(new HttpDspTransport({ ...config.dsp, publicUrl: config.dsp.publicUrl ?? dspServer.url }, SecretBox.fromBase64(config.secretKey)));
+  if (config.dsp && dspServer) transports.push(new HttpDspTransport({ ...config.dsp, publicUrl: config.dsp.publicUrl ?? dspServer.url }));
   const worker = await Worker.create({
     connection: conn.native,
+    dataConverter: conn.dataConverter,
     namespace: config.temporal.namespace,
     taskQueue,
     ...(opts.workflowBundle ? { workflowBundle: opts.workflowBundle } : { workflowsPath: CONTROL_PLANE_WORKFLOWS, bundlerOptions: { webpackConfigHook: bundlerOptions } }),

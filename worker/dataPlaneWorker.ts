@@ -1,4 +1,3 @@
-import { hkdfSync } from 'node:crypto';
 import { mkdirSync } from 'node:fs';
 import { Worker, type WorkflowBundleWithSourceMap } from '@temporalio/worker';
 import { createDataPlaneActivities } from '../activities/dataPlane.js';
@@ -10,7 +9,9 @@ import { PullSessions } from '../activities/pull/PullSessions.js';
 import { DataPlaneConfigSchema, type DataPlaneConfig } from '../src/config.js';
 import { dataPlaneTaskQueue } from '../src/ids.js';
 import type { Provisioner } from '../src/Provisioner.js';
-import { SecretBox } from '../src/secrets.js';
+import { ferryDataConverter } from '../src/codec.js';
+import { ConfigError } from '../src/config.js';
+import { Keyring, KEY_VARIABLES, keyringFromEnv, requireKeyring } from '../src/keys.js';
 import { durationMs } from '../src/settings.js';
 import { bundlerOptions, DATA_PLANE_WORKFLOWS } from './bundle.js';
 import { callbackSigner, startCallbackServer } from './callbackServer.js';
@@ -36,25 +37,49 @@ export function buildProvisioners(config: DataPlaneConfig): Provisioner[] {
   );
 }
 
-export async function startDataPlaneWorker(config: DataPlaneConfig, opts: { workflowBundle?: WorkflowBundleWithSourceMap } = {}): Promise<RunningDataPlane> {
+/** A data plane's keys, one ring per purpose; nothing is derived from anything else. */
+export interface DataPlaneKeys {
+  /** Payload codec keys: the connector's, shared with its control plane and clients. */
+  codec: Keyring;
+  /** Signs this instance's EDR tokens (needed with a `publicApi`). */
+  edr?: Keyring;
+  /** Signs this instance's provisioner callback URLs (needed with an `http` provisioner). */
+  callback?: Keyring;
+}
+
+/** A data plane's keys from the environment: `FERRY_CODEC_KEYS`, `FERRY_EDR_KEYS`, `FERRY_CALLBACK_KEYS` (or their `_FILE`s). */
+export function dataPlaneKeysFromEnv(config: DataPlaneConfig, env: NodeJS.ProcessEnv = process.env): DataPlaneKeys {
+  const edr = config.publicApi ? requireKeyring(KEY_VARIABLES.edr, `EDR signing keys for the public API of ${config.instanceId}`, env) : keyringFromEnv(KEY_VARIABLES.edr, env);
+  const callback = needsCallbackKeys(config)
+    ? requireKeyring(KEY_VARIABLES.callback, `callback keys for the http provisioners of ${config.instanceId}`, env)
+    : keyringFromEnv(KEY_VARIABLES.callback, env);
+  return { codec: requireKeyring(KEY_VARIABLES.codec, 'payload codec keys', env), ...(edr ? { edr } : {}), ...(callback ? { callback } : {}) };
+}
+
+/** External provisioning services call back on signed URLs, which must outlive a restart of this worker. */
+const needsCallbackKeys = (config: DataPlaneConfig): boolean => config.provisioners.some((p) => p.kind === 'http');
+
+export async function startDataPlaneWorker(
+  config: DataPlaneConfig,
+  opts: { workflowBundle?: WorkflowBundleWithSourceMap; keys?: DataPlaneKeys } = {},
+): Promise<RunningDataPlane> {
+  const keys = opts.keys ?? dataPlaneKeysFromEnv(config);
+  if (config.publicApi && !keys.edr) throw new ConfigError(`data plane ${config.instanceId} has a publicApi but no EDR signing keys (${KEY_VARIABLES.edr})`);
+  if (needsCallbackKeys(config) && !keys.callback) throw new ConfigError(`data plane ${config.instanceId} has http provisioners but no callback keys (${KEY_VARIABLES.callback})`);
   mkdirSync(config.fileRoot, { recursive: true });
-  const secrets = SecretBox.fromBase64(config.secretKey);
-  // Callback URLs must survive a restart of this worker: derive their key from the configured secret.
-  const callbackKey = config.callbackKey
-    ? Buffer.from(config.callbackKey, 'base64')
-    : Buffer.from(hkdfSync('sha256', Buffer.from(config.secretKey, 'base64'), Buffer.alloc(0), 'ferry-callback-v1', 32));
-  const conn = await connect(config.temporal);
-  const server = await startCallbackServer({ host: config.callback.host, port: config.callback.port, client: conn.client, key: callbackKey, secrets });
+  // Without http provisioners no one calls back: a key for this run only signs URLs no one uses.
+  const callbackKeys = keys.callback ?? Keyring.generate('ephemeral');
+  const conn = await connect(config.temporal, { dataConverter: ferryDataConverter(keys.codec) });
+  const server = await startCallbackServer({ host: config.callback.host, port: config.callback.port, client: conn.client, keys: callbackKeys });
   const baseUrl = config.callback.publicUrl ?? server.url;
-  const signer = callbackSigner(callbackKey);
+  const signer = callbackSigner(callbackKeys);
   const taskQueue = dataPlaneTaskQueue(config.instanceId);
   // A public API makes this instance a pull provider: it issues EDRs and serves their fetches.
   let publicApi: PublicApiServer | undefined;
   const provisioners = buildProvisioners(config);
   if (config.publicApi) {
     const api = config.publicApi;
-    const key = api.tokenKey ? new Uint8Array(Buffer.from(api.tokenKey, 'base64')) : EdrTokens.deriveKey(config.secretKey);
-    const tokens = new EdrTokens(key, config.instanceId, durationMs(api.tokenTtl), durationMs(api.refreshTtl));
+    const tokens = new EdrTokens(keys.edr!, config.instanceId, durationMs(api.tokenTtl), durationMs(api.refreshTtl));
     const sessions = new PullSessions();
     publicApi = await startPublicApiServer({
       host: api.host,
@@ -63,7 +88,6 @@ export async function startDataPlaneWorker(config: DataPlaneConfig, opts: { work
       access: pullAccessFrom(conn.client),
       tokens,
       sessions,
-      secrets,
       fileRoot: config.fileRoot,
       ...(config.rateLimitBytesPerSec ? { rateLimitBytesPerSec: config.rateLimitBytesPerSec } : {}),
     });
@@ -72,6 +96,7 @@ export async function startDataPlaneWorker(config: DataPlaneConfig, opts: { work
   }
   const worker = await Worker.create({
     connection: conn.native,
+    dataConverter: conn.dataConverter,
     namespace: config.temporal.namespace,
     taskQueue,
     // Heartbeats carry cancellation (suspend, terminate) to a running transfer: send them at most a
@@ -83,7 +108,6 @@ export async function startDataPlaneWorker(config: DataPlaneConfig, opts: { work
       config,
       provisioners,
       client: conn.client,
-      secrets,
       callbackUrl: (target) => signer.callbackUrl(baseUrl, target),
     }),
   });

@@ -4,7 +4,9 @@ import path from 'node:path';
 import type { ControlPlaneConfig, DataPlaneConfig } from '../src/config.js';
 import { ControlPlaneConfigSchema, DataPlaneConfigSchema } from '../src/config.js';
 import { inClusterAddress } from '../src/ids.js';
-import { SecretBox } from '../src/secrets.js';
+import { Keyring } from '../src/keys.js';
+import type { ControlPlaneKeys } from './controlPlaneWorker.js';
+import type { DataPlaneKeys } from './dataPlaneWorker.js';
 
 /** The demo setup `npm run dev` runs: a consumer and a provider connector on one cluster. */
 
@@ -13,14 +15,37 @@ export const DEMO_AGREEMENT = 'demo-agreement';
 /** Data planes refuse private networks unless allowed; the demo's HTTP endpoints are on loopback. */
 const LOOPBACK = ['127.0.0.0/8', '::1/128'];
 
-/** The key that seals secrets, kept beside the dev database so restarts can read old histories. */
-export function devSecretKey(dataDir: string): string {
-  const file = path.join(dataDir, 'secret.key');
+/**
+ * A key ring kept in `<dataDir>/keys/<name>.keys`, made on first use (mode 0600): kept beside the dev
+ * database, so a restart still reads the histories and honours the URLs and tokens of earlier runs.
+ * The files have the format of the `FERRY_*_KEYS_FILE` variables, so the CLI and a worker started
+ * by hand can use them.
+ */
+export function devKeyring(dataDir: string, name: string): Keyring {
+  const file = path.join(dataDir, 'keys', `${name}.keys`);
   if (!existsSync(file)) {
-    mkdirSync(dataDir, { recursive: true });
-    writeFileSync(file, SecretBox.generateKeyBase64(), { mode: 0o600 });
+    mkdirSync(path.dirname(file), { recursive: true, mode: 0o700 });
+    writeFileSync(file, `${Keyring.generate().serialize()}\n`, { mode: 0o600, flag: 'wx' });
   }
-  return readFileSync(file, 'utf8').trim();
+  return Keyring.parse(readFileSync(file, 'utf8'), file);
+}
+
+/** The dev codec server's token (`dev:<random>` in `<dataDir>/keys/codec-server.tokens`), made on first use. */
+export function devCodecServerToken(dataDir: string): { id: string; token: string } {
+  const file = path.join(dataDir, 'keys', 'codec-server.tokens');
+  if (!existsSync(file)) {
+    mkdirSync(path.dirname(file), { recursive: true, mode: 0o700 });
+    writeFileSync(file, `dev:${randomBytes(32).toString('base64url')}\n`, { mode: 0o600, flag: 'wx' });
+  }
+  const [id, token] = readFileSync(file, 'utf8').trim().split(':') as [string, string];
+  return { id, token };
+}
+
+/** The dev setup's keys: one codec ring for the cluster, EDR and callback rings per data plane. */
+export function devKeys(dataDir: string): { controlPlane: ControlPlaneKeys; consumerDp: DataPlaneKeys; providerDp: DataPlaneKeys } {
+  const codec = devKeyring(dataDir, 'codec');
+  const dataPlane = (id: string): DataPlaneKeys => ({ codec, edr: devKeyring(dataDir, `${id}.edr`), callback: devKeyring(dataDir, `${id}.callback`) });
+  return { controlPlane: { codec }, consumerDp: dataPlane('consumer-dp-1'), providerDp: dataPlane('provider-dp-1') };
 }
 
 /** A provider asset with real bytes (8 MiB of random data, made once). */
@@ -33,12 +58,11 @@ export function ensureDemoAsset(fileRoot: string, bytes = 8 * 1024 * 1024): { fi
   return { file, sha256: createHash('sha256').update(readFileSync(file)).digest('hex') };
 }
 
-export function demoConfigs(opts: { temporal: { address: string; namespace: string }; fileRoot: string; secretKey: string }) {
+export function demoConfigs(opts: { temporal: { address: string; namespace: string }; fileRoot: string }) {
   const consumer: ControlPlaneConfig = ControlPlaneConfigSchema.parse({
     connectorId: 'consumer',
     temporal: opts.temporal,
     dataPlanes: [{ id: 'consumer-dp-1', transferTypes: ['File-PUSH', 'HttpData-PULL'] }],
-    secretKey: opts.secretKey,
   });
   const provider: ControlPlaneConfig = ControlPlaneConfigSchema.parse({
     connectorId: 'provider',
@@ -47,7 +71,6 @@ export function demoConfigs(opts: { temporal: { address: string; namespace: stri
     assets: { [DEMO_ASSET]: { endpointType: 'File', endpoint: path.join(opts.fileRoot, 'provider', 'assets', 'demo.bin') } },
     // the consumer connector may transfer the demo asset (in-cluster requests are admitted like DSP ones)
     agreements: { [DEMO_AGREEMENT]: { assetId: DEMO_ASSET, counterparty: 'consumer' } },
-    secretKey: opts.secretKey,
   });
   const consumerDp: DataPlaneConfig = DataPlaneConfigSchema.parse({
     instanceId: 'consumer-dp-1',
@@ -56,7 +79,6 @@ export function demoConfigs(opts: { temporal: { address: string; namespace: stri
     provisioners: [{ kind: 'file-destination' }],
     // the dev setup's HTTP endpoints are on this machine: loopback allowed explicitly
     allowedNetworks: LOOPBACK,
-    secretKey: opts.secretKey,
   });
   const providerDp: DataPlaneConfig = DataPlaneConfigSchema.parse({
     instanceId: 'provider-dp-1',
@@ -66,7 +88,6 @@ export function demoConfigs(opts: { temporal: { address: string; namespace: stri
     // pulls: EDRs point at this endpoint (a free port; the EDR carries its URL)
     publicApi: { host: '127.0.0.1', port: 0 },
     allowedNetworks: LOOPBACK,
-    secretKey: opts.secretKey,
   });
   return { consumer, provider, consumerDp, providerDp, providerAddress: inClusterAddress('provider') };
 }

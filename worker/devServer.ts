@@ -1,12 +1,13 @@
 import { mkdirSync } from 'node:fs';
 import path from 'node:path';
+import type { DataConverter } from '@temporalio/common';
 import { TestWorkflowEnvironment } from '@temporalio/testing';
 import { DataFlowStateAttr } from '../src/DataFlow.js';
-import { CounterpartyAttr, DataPlaneAttr, TransferRoleAttr, TransferStateAttr, TransferTypeAttr } from '../src/TransferProcess.js';
+import { AgreementAttr, AssetAttr, CounterpartyAttr, DataPlaneAttr, TransferRoleAttr, TransferStateAttr, TransferTypeAttr } from '../src/TransferProcess.js';
 import { serverExecutable } from './temporalCli.js';
 
 /** Every search attribute the workflows set; a dev server registers them at start. */
-export const SEARCH_ATTRIBUTES = [TransferStateAttr, TransferRoleAttr, TransferTypeAttr, CounterpartyAttr, DataPlaneAttr, DataFlowStateAttr];
+export const SEARCH_ATTRIBUTES = [TransferStateAttr, TransferRoleAttr, TransferTypeAttr, CounterpartyAttr, DataPlaneAttr, AgreementAttr, AssetAttr, DataFlowStateAttr];
 
 export interface DevServerOptions {
   /** SQLite file: state survives a restart. Omit for an in-memory server (tests). */
@@ -17,6 +18,10 @@ export interface DevServerOptions {
   namespace?: string;
   /** More namespaces to create (one per connector, as separate organisations would have). */
   extraNamespaces?: string[];
+  /** The converter of the environment's client (ferry's codec: `ferryDataConverter(keys)`). */
+  dataConverter?: DataConverter;
+  /** The codec server the Web UI decodes payloads with (`--ui-codec-endpoint`). */
+  uiCodecEndpoint?: string;
 }
 
 /** `temporal server start-dev`, embedded: it lives as long as this process. */
@@ -30,8 +35,9 @@ export async function startDevServer(opts: DevServerOptions = {}): Promise<TestW
       ...(opts.port ? { port: opts.port } : {}),
       ...(opts.uiPort ? { ui: true, uiPort: opts.uiPort } : {}),
       ...(opts.namespace ? { namespace: opts.namespace } : {}),
-      ...(opts.extraNamespaces?.length ? { extraArgs: opts.extraNamespaces.flatMap((n) => ['--namespace', n]) } : {}),
+      extraArgs: [...(opts.extraNamespaces ?? []).flatMap((n) => ['--namespace', n]), ...(opts.uiCodecEndpoint ? ['--ui-codec-endpoint', opts.uiCodecEndpoint] : [])],
       log: { format: 'pretty', level: 'warn' },
     },
+    ...(opts.dataConverter ? { client: { dataConverter: opts.dataConverter } } : {}),
   });
 }

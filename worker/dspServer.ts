@@ -1,4 +1,4 @@
-import { createHmac, hkdfSync, timingSafeEqual } from 'node:crypto';
+import { createHash, timingSafeEqual } from 'node:crypto';
 import rateLimit from '@fastify/rate-limit';
 import { isGrpcServiceError, WorkflowNotFoundError, WorkflowUpdateFailedError, type Client, type WorkflowHandle } from '@temporalio/client';
 import Fastify, { type FastifyReply, type FastifyRequest } from 'fastify';
@@ -9,13 +9,14 @@ import type { DataAddress } from '../src/DataAddress.js';
 import {
   counterpartyOwning,
   DSP_CONTEXT,
-  DSP_STATES,
+  dspStateOf,
+  FINAL_STATE_OF,
   isUnder,
+  MESSAGE_ID_HEADER,
   MESSAGE_PATHS,
   ProcessMessageSchema,
   trimSlash,
   TransferRequestMessageSchema,
-  type DspState,
   type DspTransferError,
   type DspTransferProcess,
   type MessagePath,
@@ -24,10 +25,8 @@ import {
 import { IdSchema, transferProcessWorkflowId } from '../src/ids.js';
 import { LIMITS } from '../src/limits.js';
 import { providerPidFor, startTransferProcess, type ProcessMemo } from '../src/processStart.js';
-import { SecretBox } from '../src/secrets.js';
 import { durationMs } from '../src/settings.js';
 import { counterpartyMessageUpdate, transferProcessStatusQuery, type TransferProcessStatus } from '../src/TransferProcess.js';
-import type { TransferProcessState } from '../src/TransferProcessState.js';
 import { parseHttpUrl, UrlPolicyError } from '../src/urlPolicy.js';
 
 /**
@@ -61,18 +60,8 @@ class DspError extends Error {
   }
 }
 
-/** The DSP state of a process: the last protocol-visible state it reached. */
-export function dspStateOf(status: Pick<TransferProcessStatus, 'history'>): DspState {
-  const visible: readonly string[] = DSP_STATES;
-  const last = [...status.history].reverse().find((h) => visible.includes(h.state));
-  return (last?.state as DspState | undefined) ?? 'REQUESTED';
-}
+export { dspStateOf };
 
-/** The final state a process message leads to: a repeat of it, once there, is answered as done. */
-const FINAL_OF: Partial<Record<ProcessMessageType, TransferProcessState>> = {
-  TransferCompletionMessage: 'COMPLETED',
-  TransferTerminationMessage: 'TERMINATED',
-};
 
 /** Percent-encoded pid of the longest length, with room for the rest of the path. */
 const MAX_PARAM_LENGTH = 3 * LIMITS.pid + 64;
@@ -95,9 +84,6 @@ export async function startDspServer(opts: { config: ControlPlaneConfig & { dsp:
   const { dsp, connectorId } = config;
   const limits = dsp.limits;
   const handlerTimeoutMs = durationMs(limits.requestTimeout);
-  // credentials a counterparty sends in addresses enter our histories sealed
-  const secrets = SecretBox.fromBase64(config.secretKey);
-  const digestKey = Buffer.from(hkdfSync('sha256', Buffer.from(config.secretKey, 'base64'), Buffer.alloc(0), 'ferry-dsp-request-digest-v1', 32));
   const app = Fastify({
     bodyLimit: limits.bodyBytes,
     maxParamLength: MAX_PARAM_LENGTH,
@@ -226,14 +212,14 @@ export async function startDspServer(opts: { config: ControlPlaneConfig & { dsp:
     return result.data;
   };
 
-  /** A keyed digest of what makes a request this request: a re-sent one must match it. */
+  /** A digest of what makes a request this request: a re-sent one must match it (the memo holding it is encrypted like every payload). */
   const requestDigest = (r: { agreementId: string; format: string; dataAddress?: DataAddress | undefined; callbackAddress: string }): string => {
     const address = r.dataAddress && {
       endpointType: r.dataAddress.endpointType,
       endpoint: r.dataAddress.endpoint,
       properties: [...r.dataAddress.endpointProperties].sort((a, b) => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0)).map((p) => [p.name, p.value]),
     };
-    return createHmac('sha256', digestKey).update(JSON.stringify([r.agreementId, r.format, address ?? null, r.callbackAddress])).digest('base64url');
+    return createHash('sha256').update(JSON.stringify([r.agreementId, r.format, address ?? null, r.callbackAddress])).digest('base64url');
   };
 
   // at the host root, as .well-known paths are; it names where the protocol lives
@@ -283,7 +269,7 @@ export async function startDspServer(opts: { config: ControlPlaneConfig & { dsp:
           agreementId: msg.agreementId,
           assetId: admission.assetId,
           transferType: admission.transferType,
-          ...(msg.dataAddress ? { dataDestination: secrets.seal(msg.dataAddress) } : {}),
+          ...(msg.dataAddress ? { dataDestination: msg.dataAddress } : {}),
           ...(admission.startPolicy === 'manual' ? { startPolicy: 'manual' as const } : {}),
         },
         { memo: { counterpartyId: who.id, requestDigest: digest } },
@@ -303,16 +289,18 @@ export async function startDspServer(opts: { config: ControlPlaneConfig & { dsp:
     const pids = { consumerPid: msg.consumerPid, providerPid: msg.providerPid };
     if (msg['@type'] !== expected) throw new DspError(400, 'InvalidMessage', `${req.params.kind} takes a ${expected}, not a ${msg['@type']}`, pids);
     const handle = await processFor(req.params.pid, who);
+    // a ferry counterparty names each message: a repeat of one already taken is answered as done
+    const messageId = req.headers[MESSAGE_ID_HEADER];
+    const updateId = typeof messageId === 'string' && /^[\x21-\x7e]{1,300}$/.test(messageId) ? `${who.id}:${messageId}` : undefined;
     try {
-      const sealed = 'dataAddress' in msg && msg.dataAddress ? { ...msg, dataAddress: secrets.seal(msg.dataAddress) } : msg;
-      await temporal(() => handle.executeUpdate(counterpartyMessageUpdate, { args: [sealed] }));
+      await temporal(() => handle.executeUpdate(counterpartyMessageUpdate, { args: [msg], ...(updateId ? { updateId } : {}) }));
     } catch (e) {
       const refused = e instanceof WorkflowUpdateFailedError;
-      const ended = e instanceof Error && /already completed/i.test(e.message);
+      const ended = e instanceof Error && /already completed|not found/i.test(e.message);
       if (!refused && !ended) throw e;
       // A repeat of a message whose effect already happened (the process ended where it leads) is done.
       const status = await statusOf(handle);
-      if (FINAL_OF[msg['@type']] === status.state) return reply.code(200).send();
+      if (FINAL_STATE_OF[msg['@type']] !== undefined && FINAL_STATE_OF[msg['@type']] === status.state) return reply.code(200).send();
       // The validator refused (or the process has ended): the state is unchanged.
       throw new DspError(400, 'InvalidStateTransition', refused ? (e.cause?.message ?? e.message) : 'the transfer process has ended', pids);
     }

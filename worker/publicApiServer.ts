@@ -11,11 +11,10 @@ import { TokenBucket } from '../activities/transfer/FileTransfer.js';
 import { EdrTokenInvalid, type EdrClaims, type EdrTokens, type TokenUse } from '../activities/pull/EdrTokens.js';
 import { refreshUrlOf } from '../activities/provisioners/EdrProvisioner.js';
 import type { PullSessions } from '../activities/pull/PullSessions.js';
-import type { DataAddress } from '../src/DataAddress.js';
+import { endpointUrl, type DataAddress } from '../src/DataAddress.js';
 import { pullAccessQuery, type PullAccess } from '../src/DataFlow.js';
 import { FileAddressError, resolveInRoot } from '../src/FileAddress.js';
 import { trimSlash } from '../src/dsp.js';
-import type { SecretBox } from '../src/secrets.js';
 
 /**
  * The data plane's public endpoint for HttpData-PULL: a consumer fetches the source of a started
@@ -40,7 +39,6 @@ export interface PublicApiOptions {
   tokens: EdrTokens;
   /** Responses under way, so a revoked token's streams are cut. */
   sessions: PullSessions;
-  secrets: SecretBox;
   /** File sources lie under this root. */
   fileRoot: string;
   /** Cap each response's bandwidth (bytes/s), as the data plane caps its pushes. */
@@ -77,7 +75,6 @@ export async function startPublicApiServer(opts: PublicApiOptions): Promise<Publ
 
   /** The flow this request may read: a live token of a STARTED DataFlow. */
   const authorize = async (req: IncomingMessage, use: TokenUse = 'access'): Promise<{ source: DataAddress; claims: EdrClaims }> => {
-    // the source stays sealed here: only a fetch (not a refresh) opens it
     const header = req.headers.authorization ?? '';
     // EDC's consumers send the EDR token bare; others say "Bearer"
     const token = header.replace(/^Bearer\s+/i, '').trim();
@@ -122,8 +119,7 @@ export async function startPublicApiServer(opts: PublicApiOptions): Promise<Publ
     }
     if (path !== base) throw new HttpError(404, 'not found');
     if (req.method !== 'GET' && req.method !== 'HEAD') throw new HttpError(405, 'method not allowed', { allow: 'GET, HEAD' });
-    const { source: sealed, claims } = await authorize(req);
-    const source = opts.secrets.open(sealed);
+    const { source, claims } = await authorize(req);
     opts.sessions.track(claims.tokenId, res);
     const abort = new AbortController();
     res.on('close', () => abort.abort());
@@ -229,7 +225,7 @@ const PASSED_HEADERS = ['content-type', 'content-length', 'content-range', 'acce
 
 /** Streams an HTTP source through, passing a Range on and the source's status (200, 206, 416) back. */
 async function proxyHttp(source: DataAddress, req: IncomingMessage, res: ServerResponse, signal: AbortSignal, limit: Limit): Promise<void> {
-  const upstream = await fetch(source.endpoint, {
+  const upstream = await fetch(endpointUrl(source), {
     method: req.method === 'HEAD' ? 'HEAD' : 'GET',
     // identity: lengths and ranges must be those of the bytes we pass on
     headers: { ...headersOf(source), 'accept-encoding': 'identity', ...(req.headers.range ? { range: req.headers.range } : {}) },

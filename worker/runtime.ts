@@ -1,7 +1,8 @@
 import { readFileSync } from 'node:fs';
 import { parseArgs } from 'node:util';
 import { Client, Connection } from '@temporalio/client';
-import { NativeConnection, Runtime, DefaultLogger, type Worker } from '@temporalio/worker';
+import type { DataConverter } from '@temporalio/common';
+import { NativeConnection, Runtime, DefaultLogger, type LogEntry, type Worker } from '@temporalio/worker';
 import type { z } from 'zod';
 import { ConfigError, parseConfig } from '../src/config.js';
 
@@ -24,16 +25,23 @@ export function loadConfigFile<T extends z.ZodType>(schema: T, what: string, arg
 export interface Connections {
   native: NativeConnection;
   client: Client;
+  /** The converter the client uses; a worker on these connections must use it too (`Worker.create({ dataConverter })`). */
+  dataConverter: DataConverter;
   close(): Promise<void>;
 }
 
-export async function connect(temporal: { address: string; namespace: string }): Promise<Connections> {
+/**
+ * A worker's connections. `dataConverter` (ferry's: `ferryDataConverter(keys)` from src/codec.ts)
+ * encrypts every payload the client and the worker send, so both must get it.
+ */
+export async function connect(temporal: { address: string; namespace: string }, opts: { dataConverter: DataConverter }): Promise<Connections> {
   const native = await NativeConnection.connect({ address: temporal.address });
   const connection = await Connection.connect({ address: temporal.address });
-  const client = new Client({ connection, namespace: temporal.namespace });
+  const client = new Client({ connection, namespace: temporal.namespace, dataConverter: opts.dataConverter });
   return {
     native,
     client,
+    dataConverter: opts.dataConverter,
     async close() {
       await connection.close();
       await native.close();
@@ -42,11 +50,19 @@ export async function connect(temporal: { address: string; namespace: string }):
 }
 
 let runtimeInstalled = false;
-/** Quieter SDK logs for the CLI entry points (warnings and errors only). */
-export function installRuntime(level: 'WARN' | 'INFO' = 'WARN'): void {
+/** Quieter SDK logs for the CLI entry points (warnings and errors only); `tee` also gets every entry logged (tests scan them). */
+export function installRuntime(level: 'WARN' | 'INFO' = 'WARN', tee?: (entry: LogEntry) => void): void {
   if (runtimeInstalled) return;
   runtimeInstalled = true;
-  Runtime.install({ logger: new DefaultLogger(level) });
+  const printer = new DefaultLogger(level);
+  Runtime.install({
+    logger: tee
+      ? new DefaultLogger(level, (entry) => {
+          tee(entry);
+          printer.log(entry.level, entry.message, entry.meta);
+        })
+      : printer,
+  });
 }
 
 /** Runs `main` and turns a config error into a clear message and exit code 2 instead of a stack trace. */

@@ -1,24 +1,27 @@
 import {
+  ActivityCancellationType,
+  allHandlersFinished,
   ApplicationFailure,
-  CancellationScope,
   condition,
-  isCancellation,
   log,
   patched,
   proxyActivities,
   proxyLocalActivities,
+  setCurrentDetails,
   setHandler,
-  sleep,
   upsertSearchAttributes,
+  uuid4,
   workflowInfo,
 } from '@temporalio/workflow';
-import type { ControlPlaneActivities, DataPlaneCall } from '../activities/controlPlane.js';
+import type { ControlPlaneActivities, DataPlaneCall, OpenedTransfer } from '../activities/controlPlane.js';
 import { redact, type DataAddress } from '../src/DataAddress.js';
-import type { DataFlowInput, DataFlowResponse } from '../src/DataFlow.js';
-import { DSP_CONTEXT, type ProcessMessage } from '../src/dsp.js';
+import type { DataFlowInput, DataFlowResponse, DataFlowStartMessage } from '../src/DataFlow.js';
+import { DSP_CONTEXT, type ProcessMessage, type ProcessMessageType, type TransferRequestMessage } from '../src/dsp.js';
 import type { TransferSettings } from '../src/settings.js';
-import { assertTransition } from '../src/StateMachine.js';
+import { assertTransition, IllegalTransitionError } from '../src/StateMachine.js';
 import {
+  AgreementAttr,
+  AssetAttr,
   completeUpdate,
   counterpartyMessageUpdate,
   CounterpartyAttr,
@@ -26,6 +29,7 @@ import {
   DataPlaneAttr,
   edrQuery,
   isPull,
+  requestUpdate,
   resumeUpdate,
   startUpdate,
   suspendUpdate,
@@ -38,455 +42,737 @@ import {
   type DataPlaneCallback,
   type DataPlaneRef,
   type ReasonArgs,
+  type RequestAnswer,
   type StateChange,
   type TransferProcessInput,
   type TransferProcessResult,
   type TransferProcessStatus,
+  type WatchAlarm,
 } from '../src/TransferProcess.js';
+import {
+  PEER_EVENTS,
+  TRANSFER_PROCESS_TABLE,
+  type TransferProcessAction,
+  type TransferProcessEvent,
+  type TransferProcessGuard,
+} from '../src/TransferProcessTable.js';
 import {
   isFinalTransferProcessState,
   TRANSFER_PROCESS_TRANSITIONS,
   TransferProcessStates,
   type TransferProcessState,
 } from '../src/TransferProcessState.js';
-import { backoffMs, message, now, toMs, waitUntil } from './workflowUtil.js';
+import { Machine, refusal, Waits } from './machine.js';
+import { transferProcessWorkflowV1 } from './v1/TransferProcessWorkflowV1.js';
+import { backoffMs, message, now, toMs } from './workflowUtil.js';
 
 /**
- * The TransferProcess workflow: one per transfer process, consumer or provider. It drives the
- * data plane through its signaling calls and talks to the counterparty through DSP messages;
- * every state change goes through TRANSFER_PROCESS_TRANSITIONS.
+ * The TransferProcess workflow: one per transfer process, consumer or provider. It runs the table
+ * in src/TransferProcessTable.ts: every client command, counterparty message, data-plane answer or
+ * callback, timer and message outcome is an event, and the table says what it does in the current
+ * state. The methods below are the table's actions, each a short step; every state change goes
+ * through TRANSFER_PROCESS_TRANSITIONS.
  */
 
-/** What the process is asked to do next, by a client, the counterparty or its data plane. */
-type Command =
-  | { kind: 'suspend'; reason: string; local: boolean }
-  | { kind: 'resume'; local: boolean }
-  | { kind: 'terminate'; reason: string; local: boolean }
-  | { kind: 'start'; local: boolean }
-  /** Who says the transfer is done: our data plane (the bytes arrived), a client, or the counterparty. */
-  | { kind: 'completion'; by: 'dataPlane' | 'client' | 'counterparty' };
-
-/** The outcome of a signaling call: done, or why not. */
-type CallOutcome = { ok: true } | { ok: false; reason: string; interrupted?: boolean; dataPlaneFailed?: boolean };
-
-/** patched() id: counterparty calls in flight are cancelled by a terminate command. */
-const INTERRUPTIBLE_COUNTERPARTY_CALLS = 'interruptible-counterparty-calls';
-
-const local = proxyLocalActivities<ControlPlaneActivities>({ startToCloseTimeout: '10s', retry: { maximumAttempts: 5 } });
+/** patched() id of this implementation; histories from before run the frozen v1. */
+export const TABLES_V2 = 'ferry-tables-v2';
 
 export async function transferProcessWorkflow(raw: TransferProcessInput): Promise<TransferProcessResult> {
+  if (!patched(TABLES_V2)) return transferProcessWorkflowV1(raw);
   const parsed = TransferProcessInputSchema.safeParse(raw);
   if (!parsed.success) throw ApplicationFailure.nonRetryable(`invalid transfer process input: ${parsed.error.message}`, 'InvalidInput');
-  const input = parsed.data;
-  const { role, processId, connectorId } = input;
-  const self = workflowInfo().workflowId;
+  const process = new TransferProcess(parsed.data);
+  process.setup();
+  return process.run();
+}
 
-  let state: TransferProcessState = 'INITIAL';
-  const history: StateChange[] = [{ state, at: now() }];
-  let counterpartyPid = input.counterpartyPid;
-  let dataPlane: DataPlaneRef | undefined;
-  let destination = input.dataDestination;
-  let source: DataAddress | undefined;
-  /** A pull's endpoint data reference: issued by our data plane (provider) or sent by the provider (consumer). Sealed. */
-  let edr: DataAddress | undefined;
-  const pull = isPull(input.transferType);
-  /** The counterparty's start arrived (it may still be on its way through our data plane). */
-  let startHeard = false;
-  let reason: string | undefined;
-  let error: string | undefined;
-  const inbox: Command[] = [];
-  const callbacks: DataPlaneCallback[] = [];
+type DataPlaneOp = DataPlaneCall['op'];
 
-  const transition = (to: TransferProcessState, note?: string): void => {
-    assertTransition('TransferProcess', TRANSFER_PROCESS_TRANSITIONS, state, to);
-    state = to;
-    history.push({ state, at: now(), ...(note ? { note } : {}) });
-    upsertSearchAttributes({ [TransferStateAttr.name]: [state] });
-    log.info('TransferProcess transition', { processId, state, note });
-  };
-  const note = (text: string): void => {
-    history.push({ state, at: now(), note: text });
-  };
-  const pendingTerminate = (): boolean => inbox.some((c) => c.kind === 'terminate');
-  const terminating = (): boolean =>
-    pendingTerminate() || state === 'TERMINATING' || state === 'TERMINATION_REQUESTED' || isFinalTransferProcessState(state);
+/** The messages this process sends. */
+type Outbound = ProcessMessageType | 'TransferRequestMessage';
 
-  setHandler(transferProcessStatusQuery, (): TransferProcessStatus => ({
-    processId,
-    role,
-    state,
-    stateCode: TransferProcessStates[state],
-    connectorId,
-    ...(counterpartyPid ? { counterpartyPid } : {}),
-    counterpartyAddress: input.counterpartyAddress,
-    transferType: input.transferType,
-    agreementId: input.agreementId,
-    assetId: input.assetId,
-    dataFlowId: processId,
-    ...(dataPlane ? { dataPlane } : {}),
-    ...(destination ? { dataDestination: redact(destination) } : {}),
-    ...(edr ? { edr: redact(edr) } : {}),
-    ...(reason ? { reason } : {}),
-    ...(error ? { error } : {}),
-    history: [...history],
-  }));
-  setHandler(edrQuery, () => edr ?? null);
+/** Where a finished data-plane call leads: a message to tell the counterparty, and the state after. */
+interface Then {
+  tell?: Outbound;
+  state: TransferProcessState;
+  note?: string;
+}
 
-  // Client commands: the validator answers at once; the handler only queues the command.
-  const refuse = (what: string): never => {
-    throw new Error(`cannot ${what} transfer process ${processId} in state ${state}`);
-  };
-  setHandler(suspendUpdate, (args: ReasonArgs) => (inbox.push({ kind: 'suspend', reason: args?.reason ?? 'suspended by client', local: true }), state), {
-    validator: (_: ReasonArgs) => void ((state === 'STARTED' && !terminating() && !inbox.some((c) => c.kind === 'suspend')) || refuse('suspend')),
-  });
-  setHandler(resumeUpdate, () => (inbox.push({ kind: 'resume', local: true }), state), {
-    validator: () => void ((state === 'SUSPENDED' && !terminating() && !inbox.some((c) => c.kind === 'resume')) || refuse('resume')),
-  });
-  setHandler(terminateUpdate, (args: ReasonArgs) => (inbox.push({ kind: 'terminate', reason: args?.reason ?? 'terminated by client', local: true }), state), {
-    validator: (_: ReasonArgs) => void (!terminating() || refuse('terminate')),
-  });
-  setHandler(startUpdate, () => (inbox.push({ kind: 'start', local: true }), state), {
-    validator: () => void ((role === 'PROVIDER' && state === 'REQUESTED' && !terminating() && !inbox.some((c) => c.kind === 'start')) || refuse('start')),
-  });
-  setHandler(completeUpdate, () => (inbox.push({ kind: 'completion', by: 'client' }), state), {
-    validator: () => void ((state === 'STARTED' && !terminating() && !inbox.some((c) => c.kind === 'completion')) || refuse('complete')),
-  });
+/** The data-plane call under way: sent, or awaited in its `*_REQUESTED` state. */
+interface Call {
+  op: DataPlaneOp;
+  message?: DataFlowStartMessage | { reason?: string };
+  /** Where the process waits if the data plane answers "async". */
+  requested: TransferProcessState;
+  /** Where it goes once the call is done. */
+  next: TransferProcessState;
+  then: Then;
+  stale: number;
+  failures: number;
+  /** The activity is running (its answer is an event still to come). */
+  sent: boolean;
+}
 
-  // DSP messages from the counterparty, with the same rule: refuse what the state does not allow.
-  setHandler(
-    counterpartyMessageUpdate,
-    (msg: ProcessMessage) => {
-      switch (msg['@type']) {
-        case 'TransferStartMessage':
-          if (role === 'CONSUMER' && !counterpartyPid) counterpartyPid = msg.providerPid;
-          // a consumer keeps the newest EDR at once: a provider re-issues it on every (re)start of a pull
-          if (role === 'CONSUMER' && msg.dataAddress) edr = msg.dataAddress;
-          startHeard = true;
-          if (['REQUESTING', 'REQUESTED', 'SUSPENDED'].includes(state)) inbox.push({ kind: 'start', local: false });
-          break;
-        case 'TransferSuspensionMessage':
-          if (state === 'STARTED') inbox.push({ kind: 'suspend', reason: `suspended by counterparty: ${msg.reason.join('; ') || 'no reason given'}`, local: false });
-          break;
-        case 'TransferCompletionMessage':
-          inbox.push({ kind: 'completion', by: 'counterparty' });
-          break;
-        case 'TransferTerminationMessage':
-          if (!terminating()) inbox.push({ kind: 'terminate', reason: `terminated by counterparty: ${msg.reason.join('; ') || 'no reason given'}`, local: false });
-          break;
-      }
-      return state;
-    },
-    {
+/** How the process ends: why, whether the counterparty is told, and whether the release is awaited. */
+interface Ending {
+  reason: string;
+  /** What the counterparty is told: the operator's words, or a generic reason with a reference. */
+  told?: string;
+  waitForRelease: boolean;
+}
+
+const local = proxyLocalActivities<ControlPlaneActivities>({ startToCloseTimeout: '20s', retry: { maximumAttempts: 5 } });
+
+class TransferProcess {
+  private state: TransferProcessState = 'INITIAL';
+  private readonly history: StateChange[] = [{ state: 'INITIAL', at: now() }];
+  private readonly role;
+  private readonly pull: boolean;
+  private readonly self = workflowInfo().workflowId;
+  private settings!: TransferSettings;
+  private opened?: OpenedTransfer;
+  private counterpartyPid: string | undefined;
+  private dataPlane: DataPlaneRef | undefined;
+  private destination: DataAddress | undefined;
+  private source: DataAddress | undefined;
+  /** A pull's endpoint data reference: issued by our data plane (provider) or sent by the provider (consumer). */
+  private edr: DataAddress | undefined;
+  private reason: string | undefined;
+  private error: string | undefined;
+  private readonly defects: string[] = [];
+  private call: Call | undefined;
+  private sending: { type: Outbound; then: TransferProcessState; note?: string } | undefined;
+  private ending: Ending | undefined;
+  private messageSeq = 0;
+  private upserted: TransferProcessState | undefined;
+  private readonly waits = new Waits();
+  private readonly machine: Machine<TransferProcessState, TransferProcessEvent, TransferProcessAction, TransferProcessGuard>;
+
+  constructor(private readonly input: TransferProcessInput) {
+    this.role = input.role;
+    this.pull = isPull(input.transferType);
+    this.counterpartyPid = input.counterpartyPid;
+    this.destination = input.dataDestination;
+    this.machine = new Machine({
+      table: TRANSFER_PROCESS_TABLE,
+      label: input.processId,
+      state: () => this.state,
+      holds: (g) => (g === 'pull' ? this.pull : g === 'consumer' ? this.role === 'CONSUMER' : this.role === 'PROVIDER'),
+      run: (action, data) => this.act(action, data),
+      note: (text) => this.note(text),
+      settled: () => this.settled(),
+    });
+  }
+
+  // ---- setup: handlers, queries, search attributes ----
+
+  setup(): void {
+    const m = this.machine;
+    setHandler(transferProcessStatusQuery, () => this.status());
+    setHandler(edrQuery, () => this.edr ?? null);
+    const ask = (event: TransferProcessEvent, data?: unknown) => m.ask(event, data) as Promise<TransferProcessState>;
+    const valid = (event: TransferProcessEvent) => (_args?: unknown) => m.validate(event);
+    setHandler(suspendUpdate, (a: ReasonArgs) => ask('client.suspend', a?.reason ?? 'suspended by client'), { validator: valid('client.suspend') });
+    setHandler(terminateUpdate, (a: ReasonArgs) => ask('client.terminate', a?.reason ?? 'terminated by client'), { validator: valid('client.terminate') });
+    setHandler(resumeUpdate, () => ask('client.resume'), { validator: valid('client.resume') });
+    setHandler(startUpdate, () => ask('client.start'), { validator: valid('client.start') });
+    setHandler(completeUpdate, () => ask('client.complete'), { validator: valid('client.complete') });
+    setHandler(counterpartyMessageUpdate, (msg: ProcessMessage) => m.ask(PEER_EVENTS[msg['@type']], msg) as Promise<TransferProcessState>, {
       validator: (msg: ProcessMessage) => {
-        const ownPid = role === 'CONSUMER' ? msg.consumerPid : msg.providerPid;
-        if (ownPid !== processId) throw new Error(`message for process ${ownPid} reached process ${processId}`);
-        if (role === 'PROVIDER' && msg.consumerPid !== counterpartyPid) throw new Error(`unknown consumerPid ${msg.consumerPid}`);
-        const live = !terminating();
-        const ok: Record<ProcessMessage['@type'], boolean> = {
-          // the provider's start may overtake the answer to our request (REQUESTING)
-          TransferStartMessage:
-            live &&
-            (role === 'CONSUMER'
-              ? ['REQUESTING', 'REQUESTED', 'SUSPENDED', 'RESUMING', 'STARTUP_REQUESTED', 'STARTING', 'STARTED']
-              : ['SUSPENDED', 'STARTED']
-            ).includes(state),
-          TransferSuspensionMessage: live && ['STARTED', 'SUSPENDED'].includes(state),
-          // either side may end a started transfer; a consumer's start may still be queued behind it
-          TransferCompletionMessage:
-            live &&
-            (['STARTUP_REQUESTED', 'STARTING', 'STARTED'].includes(state) ||
-              (role === 'CONSUMER' && ['REQUESTING', 'REQUESTED'].includes(state) && startHeard)),
-          TransferTerminationMessage: state !== 'COMPLETED',
-        };
-        if (!ok[msg['@type']]) refuse(`accept ${msg['@type']} for`);
+        const ownPid = this.role === 'CONSUMER' ? msg.consumerPid : msg.providerPid;
+        if (ownPid !== this.input.processId) throw new Error(`message for process ${ownPid} reached process ${this.input.processId}`);
+        if (this.role === 'PROVIDER' && msg.consumerPid !== this.counterpartyPid) throw new Error(`unknown consumerPid ${msg.consumerPid}`);
+        m.validate(PEER_EVENTS[msg['@type']]);
       },
-    },
-  );
+    });
+    setHandler(requestUpdate, (msg: TransferRequestMessage) => m.ask('peer.request', msg) as Promise<RequestAnswer>);
+    setHandler(dataPlaneCallbackSignal, (cb: DataPlaneCallback) => {
+      if (cb.flowId !== this.input.processId) return; // not ours: ignore rather than fail the workflow
+      m.post(cb.op === 'transfer' ? 'dataPlane.transferred' : 'dataPlane.calledBack', cb);
+    });
+    upsertSearchAttributes([
+      { key: TransferRoleAttr, value: this.role },
+      { key: TransferTypeAttr, value: this.input.transferType },
+      { key: CounterpartyAttr, value: this.input.counterpartyAddress },
+      { key: AgreementAttr, value: this.input.agreementId },
+      { key: AssetAttr, value: this.input.assetId },
+    ]);
+  }
 
-  setHandler(dataPlaneCallbackSignal, (cb: DataPlaneCallback) => {
-    if (cb.flowId !== processId) return; // not ours: ignore rather than fail the workflow
-    if (cb.op !== 'transfer') callbacks.push(cb);
-    // the end of the bytes may overtake our own STARTING -> STARTED: queue it, handled once STARTED
-    else if (!terminating()) {
-      inbox.push(cb.ok ? { kind: 'completion', by: 'dataPlane' } : { kind: 'terminate', reason: `transfer failed: ${cb.error ?? 'unknown error'}`, local: true });
+  async run(): Promise<TransferProcessResult> {
+    // settings, the provider's admission and asset, and the data plane: one local activity
+    this.opened = await local.openTransfer({
+      role: this.role,
+      processId: this.input.processId,
+      transferType: this.input.transferType,
+      agreementId: this.input.agreementId,
+      assetId: this.input.assetId,
+      ...(this.input.counterpartyId ? { counterpartyId: this.input.counterpartyId } : {}),
+      ...(this.input.dataDestination ? { dataDestination: this.input.dataDestination } : {}),
+      ...(this.input.dataPlaneId ? { preferredDataPlane: this.input.dataPlaneId } : {}),
+      ...(this.input.settings ? { settings: this.input.settings } : {}),
+    });
+    this.settings = this.opened.settings;
+    this.source = this.opened.source;
+    this.dataPlane = this.opened.dataPlane;
+    if (this.dataPlane) upsertSearchAttributes([{ key: DataPlaneAttr, value: this.dataPlane.id }]);
+    // the first step before anything that came meanwhile: a terminate then finds a call to wait for
+    this.begin();
+    this.machine.open();
+    await condition(() => isFinalTransferProcessState(this.state));
+    await condition(allHandlersFinished);
+    return { state: this.state, reason: this.reason ?? this.state };
+  }
+
+  /** The seed's first two rows: the consumer prepares its data plane, the provider starts its own. */
+  private begin(): void {
+    if (this.opened!.refusal) return this.fail(`cannot open transfer: ${this.opened!.refusal}`, { tell: this.role === 'PROVIDER' });
+    if (this.role === 'CONSUMER') {
+      // INITIAL --prepare--> PREPARATION_REQUESTED | REQUESTING, then the request
+      return this.callDataPlane(
+        { op: 'prepare', message: { transferType: this.input.transferType, ...(this.destination ? { destination: this.destination } : {}) } },
+        'PREPARATION_REQUESTED',
+        'REQUESTING',
+        { tell: 'TransferRequestMessage', state: 'REQUESTED' },
+      );
     }
-  });
+    if (this.input.startPolicy === 'manual') return this.enter('REQUESTED', 'waiting for a start command');
+    // INITIAL --start--> STARTUP_REQUESTED | STARTING, then the start message
+    this.callDataPlane({ op: 'start', message: this.startMessage() }, 'STARTUP_REQUESTED', 'STARTING', { tell: 'TransferStartMessage', state: 'STARTED' });
+  }
 
-  const s: TransferSettings = await local.transferSettings(input.settings);
-  upsertSearchAttributes({
-    [TransferStateAttr.name]: [state],
-    [TransferRoleAttr.name]: [role],
-    [TransferTypeAttr.name]: [input.transferType],
-    [CounterpartyAttr.name]: [input.counterpartyAddress],
-  });
+  // ---- the table's actions ----
 
-  const retry = { maximumAttempts: s.activityMaxAttempts, initialInterval: '1s', backoffCoefficient: 2, maximumInterval: '1m' };
-  const cp = proxyActivities<ControlPlaneActivities>({ startToCloseTimeout: '30s', retry });
-  const flow = (): DataFlowInput => ({ flowId: processId, connectorId, processId, role, instanceId: dataPlane!.id, callbackWorkflowId: self });
+  private act(action: TransferProcessAction, data: unknown): unknown {
+    switch (action) {
+      case 'admitRequest':
+        return this.admitRequest(data as TransferRequestMessage);
+      case 'approve':
+        this.enter('STARTING', 'start command');
+        return this.callDataPlane({ op: 'start', message: this.startMessage() }, 'STARTUP_REQUESTED', 'STARTING', { tell: 'TransferStartMessage', state: 'STARTED' });
+      case 'startByPeer':
+        return this.startByPeer(data as ProcessMessage);
+      case 'takeStart':
+        return this.takeStart(data as ProcessMessage);
+      case 'suspend':
+        return this.suspend(data as string, true);
+      case 'suspendByPeer':
+        return this.suspend(`suspended by counterparty: ${reasonsOf(data as ProcessMessage)}`, false);
+      case 'resume':
+        this.enter('RESUMING');
+        return this.callDataPlane({ op: 'resume', message: this.startMessage() }, 'STARTUP_REQUESTED', 'STARTING', { tell: 'TransferStartMessage', state: 'STARTED' });
+      case 'complete':
+        return this.complete('the client', true);
+      case 'completeByPeer':
+        return this.complete('the counterparty', false);
+      case 'bytesArrived':
+        return this.bytesArrived(data as DataPlaneCallback);
+      case 'terminate':
+        return this.end({ reason: data as string, told: data as string, waitForRelease: true });
+      case 'terminateByPeer':
+        return this.end({ reason: `terminated by counterparty: ${reasonsOf(data as ProcessMessage)}`, waitForRelease: true });
+      case 'deadlinePassed':
+        return this.deadlinePassed();
+      case 'answered':
+        return this.answered(data as DataFlowResponse);
+      case 'dataPlaneDown':
+        return this.dataPlaneDown(data as string);
+      case 'calledBack':
+        return this.calledBack(data as DataPlaneCallback);
+      case 'staleCheck':
+        return this.staleCheck();
+      case 'probed':
+        return this.probed(data as { found: boolean; state?: string });
+      case 'resend':
+        return this.sendCall();
+      case 'took':
+        return this.took(data as { providerPid?: string } | undefined);
+      case 'notTaken':
+        return this.notTaken(data as string);
+      case 'alarm':
+        return this.alarm(data as WatchAlarm);
+    }
+  }
 
-  const counterpartyMessage = (type: 'TransferStartMessage' | 'TransferSuspensionMessage' | 'TransferCompletionMessage' | 'TransferTerminationMessage', why?: string): ProcessMessage => {
-    const pids = role === 'CONSUMER' ? { consumerPid: processId, providerPid: counterpartyPid! } : { consumerPid: counterpartyPid!, providerPid: processId };
+  /** A TransferRequestMessage (the first, through update-with-start, or a re-sent one): admitted, refused, or answered with the state. */
+  private admitRequest(msg: TransferRequestMessage): RequestAnswer {
+    if (this.opened?.refusal) throw refusal(this.opened.refusal);
+    const same =
+      msg.consumerPid === this.counterpartyPid &&
+      msg.agreementId === this.input.agreementId &&
+      msg.format === this.input.transferType &&
+      (msg.assetId === undefined || msg.assetId === this.input.assetId);
+    if (!same) throw refusal(`process ${this.input.processId} was requested with other parameters`);
+    return { providerPid: this.input.processId, state: this.state };
+  }
+
+  /** The counterparty's start: the consumer starts its data plane; a suspended process resumes. */
+  private startByPeer(msg: ProcessMessage): void {
+    this.takeStart(msg);
+    if (this.state === 'SUSPENDED') {
+      this.enter('RESUMING', 'resumed by the counterparty');
+      // a provider of a pull tells the consumer the EDR its data plane re-issued
+      const then: Then = this.role === 'PROVIDER' && this.pull ? { tell: 'TransferStartMessage', state: 'STARTED' } : { state: 'STARTED' };
+      return this.callDataPlane({ op: 'resume', message: this.startMessage() }, 'STARTUP_REQUESTED', 'STARTING', then);
+    }
+    this.enter('STARTING', `provider process ${this.counterpartyPid} started`);
+    this.callDataPlane({ op: 'start', message: this.startMessage() }, 'STARTUP_REQUESTED', 'STARTING', { state: 'STARTED' });
+  }
+
+  /** STARTED --suspend--> SUSPENDING (the data plane is called) --> SUSPENSION_REQUESTED (async) | told --> SUSPENDED */
+  private suspend(reason: string, local: boolean): void {
+    this.reason = reason;
+    this.enter('SUSPENDING', reason);
+    const then: Then = local ? { tell: 'TransferSuspensionMessage', state: 'SUSPENDED', note: reason } : { state: 'SUSPENDED', note: reason };
+    this.callDataPlane({ op: 'suspend', message: { reason } }, 'SUSPENSION_REQUESTED', 'SUSPENDING', then);
+  }
+
+  /** A start message as news: the provider's pid and, for a pull, the newest EDR. */
+  private takeStart(msg: ProcessMessage): void {
+    if (this.role !== 'CONSUMER' || msg['@type'] !== 'TransferStartMessage') return;
+    this.counterpartyPid ??= msg.providerPid;
+    if (msg.dataAddress) {
+      if (this.edr && this.state !== 'REQUESTED' && this.state !== 'SUSPENDED') this.note('the provider sent a new EDR');
+      this.edr = msg.dataAddress;
+    }
+  }
+
+  /** Ends a started transfer as done: our data plane releases what it holds; the counterparty is told when we decided. */
+  private complete(by: string, tell: boolean): void {
+    this.enter('COMPLETING', `completed by ${by}`);
+    this.reason = 'transfer completed';
+    this.callDataPlane({ op: 'complete' }, 'COMPLETING', 'COMPLETING', tell ? { tell: 'TransferCompletionMessage', state: 'COMPLETED' } : { state: 'COMPLETED' });
+  }
+
+  /** A push's bytes are verified at the destination (or the transfer failed for good). */
+  private bytesArrived(cb: DataPlaneCallback): void {
+    if (!cb.ok) return this.fail(`transfer failed: ${cb.error ?? 'unknown error'}`, { tell: true });
+    this.enter('COMPLETING', 'completed by the data plane: bytes verified');
+    this.reason = 'transfer completed';
+    // the data flow releases what it provisioned by itself once its bytes are delivered
+    this.tell('TransferCompletionMessage', 'COMPLETED');
+  }
+
+  private deadlinePassed(): void {
+    const s = this.settings;
+    const why =
+      this.state === 'SUSPENDED'
+        ? `not resumed within ${s.suspendedTimeout}`
+        : this.role === 'PROVIDER'
+          ? `no start command within ${s.counterpartyTimeout}`
+          : `provider did not start within ${s.counterpartyTimeout}`;
+    this.end({ reason: why, told: why, waitForRelease: true });
+  }
+
+  private alarm(a: WatchAlarm): void {
+    switch (a.kind) {
+      case 'flowEnded':
+        // the data flow's own news never reached us: act on what it says now
+        if (a.completed && this.role === 'PROVIDER' && !this.pull) return this.bytesArrived({ flowId: this.input.processId, op: 'transfer', ok: true });
+        return this.fail(`data flow ended in ${a.state} without telling the process${a.detail ? `: ${a.detail}` : ''}`, { tell: true });
+      case 'flowGone':
+        return this.fail(`data flow ${this.input.processId} is gone from data plane ${this.dataPlane?.id}`, { tell: true, dataPlaneFailed: true });
+      case 'dataPlaneLost':
+        return this.fail(`data plane ${this.dataPlane?.id} lost: ${a.detail}`, { tell: true, dataPlaneFailed: true });
+      case 'peerEnded':
+        // its message never reached us (or never will): the counterparty's state is its word
+        if (a.state === 'COMPLETED') return this.complete('the counterparty (its completion message was lost)', false);
+        return this.end({ reason: 'terminated by counterparty (its termination message was lost)', waitForRelease: true });
+      case 'peerLost':
+        return this.fail(`counterparty unreachable: ${a.detail}`, { tell: false });
+    }
+  }
+
+  // ---- data-plane calls: the seed's pattern ----
+
+  /**
+   * One data-plane signaling call: if the data plane answers that it started async
+   * (de)provisioning, wait in `requested` for its callback, with a stale timer; a failed
+   * callback re-sends the call after a backoff; a stale wait asks the data plane and re-sends.
+   */
+  private callDataPlane(c: { op: DataPlaneOp; message?: Call['message'] }, requested: TransferProcessState, next: TransferProcessState, then: Then): void {
+    this.call = { ...c, requested, next, then, stale: 0, failures: 0, sent: false };
+    this.sendCall();
+  }
+
+  private sendCall(): void {
+    const call = this.call!;
+    call.sent = true;
+    const retry = { maximumAttempts: this.settings.activityMaxAttempts, initialInterval: '1s', backoffCoefficient: 2, maximumInterval: '1m' };
+    const acts = proxyActivities<ControlPlaneActivities>({ startToCloseTimeout: '30s', retry, summary: `${call.op} on data plane ${this.dataPlane!.id}` });
+    this.waits.call(
+      'dataPlane',
+      () => acts.callDataPlane({ flow: this.flow(), taskQueue: this.dataPlane!.taskQueue, ...(call as DataPlaneCall) }),
+      (answer) => this.machine.post('dataPlane.answered', answer),
+      (e) => this.machine.post('dataPlane.unreachable', message(e)),
+    );
+  }
+
+  private answered(response: DataFlowResponse): void {
+    const call = this.call!;
+    call.sent = false;
+    if (this.ending && call.op !== 'terminate') return this.beginTermination(); // a terminate waited for this answer
+    if (this.ending && !this.ending.waitForRelease) {
+      this.call = undefined;
+      if (response.async) this.note('the data plane releases in the background; not awaited');
+      return this.afterTerminateCall();
+    }
+    if (!response.async) {
+      if (response.dataAddress) this.took_address(call.op, response.dataAddress);
+      this.call = undefined;
+      if (this.state !== call.next) this.enter(call.next, `data plane answered ${call.op} at once (${response.state})`);
+      return this.then(call.then);
+    }
+    if (this.state !== call.requested) this.enter(call.requested, `data plane is ${response.state}`);
+    this.waits.timer('stale', toMs(this.settings.requestedTimeout), `stale timer: ${call.requested}`, () => this.machine.post('timer.stale'));
+  }
+
+  private dataPlaneDown(why: string): void {
+    const call = this.call!;
+    this.call = undefined;
+    const reason = `data plane ${this.dataPlane!.id} failed ${call.op}: ${why}`;
+    if (call.op === 'complete') {
+      // the transfer is done either way; the data flow releases on its own timers
+      this.note(`${reason}; its resources are released when the data flow's idle timer fires`);
+      return this.then(call.then);
+    }
+    if (this.ending) {
+      // the release cannot be confirmed: say so and end
+      this.error = reason;
+      return this.afterTerminateCall(reason);
+    }
+    this.fail(reason, { tell: true, dataPlaneFailed: true });
+  }
+
+  private calledBack(cb: DataPlaneCallback): void {
+    const call = this.call;
+    if (!call || callbackOp(call.op) !== cb.op) return this.note(`callback of ${cb.op} ignored: waiting for ${call ? callbackOp(call.op) : 'nothing'}`);
+    // the callback settles the call, whatever a re-sent call in flight would answer
+    for (const w of ['dataPlane', 'stale', 'retry', 'probe'] as const) this.waits.stop(w);
+    call.sent = false;
+    if (cb.ok) {
+      if (cb.dataAddress) this.took_address(call.op, cb.dataAddress);
+      this.call = undefined;
+      this.enter(call.next, `data plane called back: ${call.op} done`);
+      return this.then(call.then);
+    }
+    call.failures++;
+    this.error = cb.error ?? `${call.op} failed`;
+    if (call.failures > this.settings.callbackRetries) {
+      this.call = undefined;
+      const reason = `data plane failed ${call.op} ${call.failures} times: ${this.error}`;
+      if (call.op === 'terminate') return this.afterTerminateCall(reason);
+      return this.fail(reason, { tell: true });
+    }
+    const wait = backoffMs(call.failures, this.settings.retryInitialInterval, this.settings.retryMaximumInterval);
+    this.note(`data plane failed ${call.op} (${this.error}); retry ${call.failures}/${this.settings.callbackRetries} in ${wait} ms`);
+    this.waits.timer('retry', wait, `retry ${call.op} (${call.failures}/${this.settings.callbackRetries})`, () => this.machine.post('timer.retry'));
+  }
+
+  private staleCheck(): void {
+    const call = this.call!;
+    call.stale++;
+    if (call.stale > this.settings.staleRetries) {
+      this.call = undefined;
+      const reason = `data plane did not answer ${call.op} after ${call.stale} waits of ${this.settings.requestedTimeout}`;
+      if (call.op === 'terminate') return this.afterTerminateCall(reason);
+      return this.fail(reason, { tell: true, dataPlaneFailed: true });
+    }
+    const acts = proxyActivities<ControlPlaneActivities>({ startToCloseTimeout: '30s', retry: { maximumAttempts: 3 }, summary: `ask data plane ${this.dataPlane!.id} about a stale ${call.op}` });
+    this.waits.call(
+      'probe',
+      () => acts.dataFlowState({ flow: this.flow() }),
+      (seen) => this.machine.post('stale.probed', seen),
+      () => this.machine.post('stale.probed', { found: false }),
+    );
+  }
+
+  private probed(seen: { found: boolean; state?: string }): void {
+    const call = this.call!;
+    this.note(`stale ${this.state} (${call.stale}/${this.settings.staleRetries}): data flow ${seen.state ?? 'unreachable'}; asking again`);
+    this.sendCall();
+  }
+
+  /** Where a finished call leads: tell the counterparty, or go straight to the next state. */
+  private then(then: Then): void {
+    if (then.state === 'TERMINATED') return this.tellOrEnd(); // released: now the counterparty hears it (or not)
+    if (then.tell) return this.tell(then.tell, then.state, then.note);
+    this.enter(then.state, then.note);
+  }
+
+  private took_address(op: DataPlaneOp, address: DataAddress): void {
+    if (op === 'prepare') this.destination = address;
+    else if ((op === 'start' || op === 'resume') && this.role === 'PROVIDER' && this.pull) this.edr = address;
+  }
+
+  // ---- messages to the counterparty ----
+
+  private tell(type: Outbound, then: TransferProcessState, note?: string): void {
+    this.sending = { type, then, ...(note ? { note } : {}) };
+    const messageId = `${this.self}/${++this.messageSeq}`;
+    const budget = this.settings.counterpartyRetryBudget;
+    const acts = proxyActivities<ControlPlaneActivities>({
+      startToCloseTimeout: '1m',
+      scheduleToCloseTimeout: budget,
+      retry: { initialInterval: '1s', backoffCoefficient: 2, maximumInterval: '1m' },
+      cancellationType: ActivityCancellationType.TRY_CANCEL,
+      summary: `${type} to ${this.input.counterpartyAddress}`,
+    });
+    const run =
+      type === 'TransferRequestMessage'
+        ? () => acts.requestTransfer({ address: this.input.counterpartyAddress, message: this.requestMessage(), messageId })
+        : () => acts.sendToCounterparty({ address: this.input.counterpartyAddress, receiverPid: this.counterpartyPid!, message: this.processMessage(type), messageId });
+    this.waits.call(
+      'send',
+      run as () => Promise<{ providerPid?: string } | void>,
+      (answer) => this.machine.post('counterparty.took', answer ?? undefined),
+      (e) => this.machine.post('counterparty.unreachable', message(e)),
+      // the termination message is the last word: a terminate never cuts it short
+      { cancellable: type !== 'TransferTerminationMessage' },
+    );
+  }
+
+  private took(answer: { providerPid?: string } | undefined): void {
+    const sent = this.sending!;
+    this.sending = undefined;
+    if (sent.type === 'TransferRequestMessage') this.counterpartyPid = answer?.providerPid;
+    this.enter(sent.then, sent.type === 'TransferRequestMessage' ? `provider process ${this.counterpartyPid}` : sent.note);
+  }
+
+  private notTaken(why: string): void {
+    const sent = this.sending!;
+    this.sending = undefined;
+    const what = `counterparty did not take ${sent.type}: ${why}`;
+    switch (sent.type) {
+      case 'TransferTerminationMessage':
+        this.note(what);
+        return this.enter('TERMINATED', this.reason);
+      case 'TransferCompletionMessage':
+        // the bytes were delivered: never TERMINATED for want of telling the counterparty
+        this.error = what;
+        return this.enter('COMPLETED', `${this.reason}; ${what}`);
+      case 'TransferRequestMessage':
+        return this.fail(`transfer request failed: ${why}`, { tell: false });
+      default:
+        // it did not hear this one; it will not hear a termination either
+        return this.fail(what, { tell: false });
+    }
+  }
+
+  // ---- ending ----
+
+  /** A step failed: the process terminates with the reason; the counterparty hears a generic one. */
+  private fail(reason: string, opts: { tell: boolean; dataPlaneFailed?: boolean }): void {
+    this.error = reason;
+    const ref = uuid4().slice(0, 8);
+    this.end({
+      reason: opts.tell ? `${reason} (ref ${ref})` : reason,
+      ...(opts.tell ? { told: `the ${this.role === 'PROVIDER' ? 'provider' : 'consumer'} could not go on with the transfer (ref ${ref})` } : {}),
+      waitForRelease: !opts.dataPlaneFailed,
+    });
+  }
+
+  /** Ends the process: the data plane releases what it holds, the counterparty is told, the reason kept. */
+  private end(ending: Ending): void {
+    if (this.ending) return this.note(`already ending: ${ending.reason}`);
+    this.ending = ending;
+    this.reason = ending.reason;
+    for (const w of ['stale', 'retry', 'deadline', 'watch'] as const) this.waits.stop(w);
+    if (this.sending && this.sending.type !== 'TransferTerminationMessage') {
+      this.waits.stop('send');
+      this.sending = undefined;
+    }
+    // a data-plane call under way is never cut: its answer comes within its retries, then we go on
+    if (this.call?.sent) return;
+    this.call = undefined;
+    this.beginTermination();
+  }
+
+  private beginTermination(): void {
+    this.call = undefined;
+    if (this.state !== 'TERMINATING') this.enter('TERMINATING', this.reason);
+    if (!this.dataPlane) return this.tellOrEnd();
+    this.callDataPlane({ op: 'terminate', message: { reason: this.reason } }, 'TERMINATION_REQUESTED', 'TERMINATING', { state: 'TERMINATED' });
+  }
+
+  /** The terminate call is over (released, or given up on with a reason). */
+  private afterTerminateCall(problem?: string): void {
+    if (problem) {
+      this.error = problem;
+      this.note(`release not confirmed: ${problem}`);
+    }
+    if (this.state !== 'TERMINATING') this.enter('TERMINATING');
+    this.tellOrEnd();
+  }
+
+  private tellOrEnd(): void {
+    if (this.ending?.told !== undefined && this.counterpartyPid) return this.tell('TransferTerminationMessage', 'TERMINATED');
+    this.enter('TERMINATED', this.reason);
+  }
+
+  // ---- states, notes, status ----
+
+  private enter(to: TransferProcessState, note?: string): void {
+    const from = this.state;
+    try {
+      assertTransition('TransferProcess', TRANSFER_PROCESS_TRANSITIONS, from, to);
+    } catch (e) {
+      if (!(e instanceof IllegalTransitionError)) throw e;
+      // a bug: keep the process alive and make it loud (status, log); the model tests look for these
+      this.defects.push(`${e.message} (${note ?? 'no note'})`);
+      log.error('TransferProcess defect', { processId: this.input.processId, defect: e.message });
+      return;
+    }
+    this.state = to;
+    this.history.push({ state: to, at: now(), ...(note ? { note } : {}) });
+    log.info('TransferProcess transition', { processId: this.input.processId, state: to, note });
+    if (from === 'STARTED') this.waits.stop('watch');
+    if (from === 'REQUESTED' || from === 'SUSPENDED') this.waits.stop('deadline');
+    this.onEntry(to);
+  }
+
+  /** What waits begin with a state: its timers and watchdog. */
+  private onEntry(state: TransferProcessState): void {
+    const s = this.settings;
+    if (state === 'REQUESTED') this.waits.timer('deadline', toMs(s.counterpartyTimeout), `counterparty timeout (${s.counterpartyTimeout})`, () => this.machine.post('timer.deadline'));
+    else if (state === 'SUSPENDED') this.waits.timer('deadline', toMs(s.suspendedTimeout), `suspended timeout (${s.suspendedTimeout})`, () => this.machine.post('timer.deadline'));
+    else if (state === 'STARTED') {
+      this.reason = undefined; // running again: an earlier suspension's reason no longer applies
+      this.watch();
+    }
+  }
+
+  /** STARTED: an activity that heartbeats while the data flow and the counterparty are well, and returns when not. */
+  private watch(): void {
+    const s = this.settings;
+    const acts = proxyActivities<ControlPlaneActivities>({
+      startToCloseTimeout: '3650d',
+      heartbeatTimeout: '2m',
+      retry: { initialInterval: '10s', backoffCoefficient: 2, maximumInterval: '5m' },
+      cancellationType: ActivityCancellationType.TRY_CANCEL,
+      summary: `watchdog: data flow on ${this.dataPlane?.id} and counterparty, every ${s.watchdogInterval}`,
+    });
+    this.waits.call(
+      'watch',
+      () =>
+        acts.watchTransfer({
+          flow: this.flow(),
+          taskQueue: this.dataPlane!.taskQueue,
+          intervalMs: toMs(s.watchdogInterval),
+          lostAfterMs: toMs(s.lostAfter),
+          ...(this.counterpartyPid ? { counterparty: { address: this.input.counterpartyAddress, pid: this.counterpartyPid } } : {}),
+        }),
+      (alarm) => this.machine.post('watchdog.alarm', alarm),
+      (e) => this.note(`watchdog stopped: ${message(e)}`),
+      { cancellable: true },
+    );
+  }
+
+  private note(text: string): void {
+    this.history.push({ state: this.state, at: now(), note: text });
+  }
+
+  /** After each batch of events: one search-attribute upsert per state change, and the current details. */
+  private settled(): void {
+    if (this.upserted !== this.state) {
+      this.upserted = this.state;
+      upsertSearchAttributes([{ key: TransferStateAttr, value: this.state }]);
+    }
+    setCurrentDetails(`${this.state}${this.waitingFor() ? ` — ${this.waitingFor()}` : ''}`);
+  }
+
+  private waitingFor(): string | undefined {
+    if (this.call) return this.call.sent ? `calling ${this.call.op} on data plane ${this.dataPlane?.id}` : `waiting for data plane ${this.dataPlane?.id} to call back ${callbackOp(this.call.op)}`;
+    if (this.sending) return `telling the counterparty (${this.sending.type})`;
+    switch (this.state) {
+      case 'REQUESTED':
+        return this.role === 'PROVIDER' ? 'waiting for a start command' : 'waiting for the provider to start';
+      case 'SUSPENDED':
+        return 'waiting for a resume';
+      case 'STARTED':
+        return this.pull ? 'the consumer pulls' : 'bytes moving';
+      default:
+        return undefined;
+    }
+  }
+
+  private status(): TransferProcessStatus {
+    const waitingFor = this.waitingFor();
+    return {
+      processId: this.input.processId,
+      role: this.role,
+      state: this.state,
+      stateCode: TransferProcessStates[this.state],
+      connectorId: this.input.connectorId,
+      ...(this.counterpartyPid ? { counterpartyPid: this.counterpartyPid } : {}),
+      counterpartyAddress: this.input.counterpartyAddress,
+      ...(this.input.counterpartyId ? { counterpartyId: this.input.counterpartyId } : {}),
+      transferType: this.input.transferType,
+      agreementId: this.input.agreementId,
+      assetId: this.input.assetId,
+      dataFlowId: this.input.processId,
+      ...(this.dataPlane ? { dataPlane: this.dataPlane } : {}),
+      ...(this.destination ? { dataDestination: redact(this.destination) } : {}),
+      ...(this.edr ? { edr: redact(this.edr) } : {}),
+      ...(this.reason ? { reason: this.reason } : {}),
+      ...(this.error ? { error: this.error } : {}),
+      ...(waitingFor ? { waitingFor } : {}),
+      ...(this.defects.length ? { defects: [...this.defects] } : {}),
+      history: [...this.history],
+    };
+  }
+
+  // ---- messages and data-plane inputs ----
+
+  private flow(): DataFlowInput {
+    const { processId, connectorId } = this.input;
+    return { flowId: processId, connectorId, processId, role: this.role, instanceId: this.dataPlane!.id, callbackWorkflowId: this.self };
+  }
+
+  private startMessage(): DataFlowStartMessage {
+    return {
+      transferType: this.input.transferType,
+      ...(this.source ? { source: this.source } : {}),
+      ...(this.role === 'PROVIDER' && this.destination ? { destination: this.destination } : {}),
+      // a pull's token is issued for the consumer; the consumer's data plane records the EDR it pulls with
+      ...(this.role === 'PROVIDER' && this.pull ? { audience: this.input.counterpartyAddress } : {}),
+      ...(this.role === 'CONSUMER' && this.edr ? { source: this.edr } : {}),
+    };
+  }
+
+  private requestMessage(): TransferRequestMessage {
+    return {
+      '@context': [DSP_CONTEXT],
+      '@type': 'TransferRequestMessage',
+      consumerPid: this.input.processId,
+      agreementId: this.input.agreementId,
+      assetId: this.input.assetId,
+      format: this.input.transferType,
+      ...(this.destination ? { dataAddress: this.destination } : {}),
+      callbackAddress: `temporal://${this.input.connectorId}`,
+    };
+  }
+
+  private processMessage(type: ProcessMessageType): ProcessMessage {
+    const pids =
+      this.role === 'CONSUMER'
+        ? { consumerPid: this.input.processId, providerPid: this.counterpartyPid! }
+        : { consumerPid: this.counterpartyPid!, providerPid: this.input.processId };
     const base = { '@context': [DSP_CONTEXT], ...pids };
     switch (type) {
       case 'TransferStartMessage':
-        return { ...base, '@type': type, ...(role === 'PROVIDER' && edr ? { dataAddress: edr } : {}) };
+        return { ...base, '@type': type, ...(this.role === 'PROVIDER' && this.edr ? { dataAddress: this.edr } : {}) };
       case 'TransferCompletionMessage':
         return { ...base, '@type': type };
-      default:
-        return { ...base, '@type': type, reason: why ? [why] : [] };
+      case 'TransferTerminationMessage':
+        return { ...base, '@type': type, reason: this.ending?.told ? [this.ending.told] : [] };
+      case 'TransferSuspensionMessage':
+        return { ...base, '@type': type, reason: this.reason ? [this.reason] : [] };
     }
-  };
-  /**
-   * A counterparty call that a terminate command cuts short: its retries against an unreachable
-   * counterparty (minutes, with backoff) would otherwise hold the terminate until they run out.
-   */
-  const interruptible = async <T>(call: () => Promise<T>): Promise<T> => {
-    if (!patched(INTERRUPTIBLE_COUNTERPARTY_CALLS)) return call(); // histories from before: as they ran
-    const scope = new CancellationScope();
-    const watch = new CancellationScope();
-    void watch.run(() => condition(pendingTerminate)).then(
-      () => scope.cancel(),
-      () => undefined,
-    );
-    try {
-      return await scope.run(call);
-    } finally {
-      watch.cancel();
-    }
-  };
-  const tell = async (type: Parameters<typeof counterpartyMessage>[0], why?: string): Promise<CallOutcome> => {
-    const send = () => cp.sendToCounterparty({ address: input.counterpartyAddress, receiverPid: counterpartyPid!, message: counterpartyMessage(type, why) });
-    try {
-      // the termination message is what a terminate sends: it is never cut short itself
-      await (type === 'TransferTerminationMessage' ? send() : interruptible(send));
-      return { ok: true };
-    } catch (e) {
-      if (isCancellation(e)) return { ok: false, reason: 'terminate requested', interrupted: true };
-      return { ok: false, reason: `counterparty did not take ${type}: ${message(e)}` };
-    }
-  };
-
-  /** The address a data-plane call hands back: the consumer's destination (prepare) or the provider's EDR (start). */
-  const took = (op: DataPlaneCallback['op'], address: DataAddress): void => {
-    if (op === 'prepare') destination = address;
-    else if (op === 'start' && role === 'PROVIDER' && pull) edr = address;
-  };
-
-  /**
-   * One data-plane signaling call, the seed's pattern: if the data plane started async
-   * (de)provisioning, wait in `requested` for its callback, with a timer. A failed callback
-   * re-sends the call with backoff; a stale wait asks the data plane and re-sends; both bounded.
-   */
-  const callDataPlane = async (
-    call: Exclude<DataPlaneCall, { op: 'complete' }>,
-    requested: TransferProcessState,
-    next: TransferProcessState,
-  ): Promise<CallOutcome> => {
-    const op = call.op === 'resume' ? 'start' : call.op;
-    let failures = 0;
-    let stale = 0;
-    for (;;) {
-      let response: DataFlowResponse;
-      try {
-        response = await cp.callDataPlane({ flow: flow(), taskQueue: dataPlane!.taskQueue, ...call });
-      } catch (e) {
-        return { ok: false, reason: `data plane ${dataPlane!.id} failed ${call.op}: ${message(e)}`, dataPlaneFailed: true };
-      }
-      if (!response.async) {
-        if (response.dataAddress) took(op, response.dataAddress);
-        if (state !== next) transition(next, `data plane answered ${call.op} at once (${response.state})`);
-        return { ok: true };
-      }
-      if (state !== requested) transition(requested, `data plane is ${response.state}`);
-      const outcome = await awaitCallback(op, toMs(s.requestedTimeout));
-      if (outcome === 'interrupted') return { ok: false, reason: 'terminate requested', interrupted: true };
-      if (outcome === 'timeout') {
-        stale++;
-        if (stale > s.staleRetries) {
-          return { ok: false, reason: `data plane did not answer ${call.op} after ${stale} waits of ${s.requestedTimeout}`, dataPlaneFailed: true };
-        }
-        const seen = await cp.dataFlowState({ flow: flow() }).catch((e) => ({ found: false, error: message(e) }));
-        note(`stale ${requested} (${stale}/${s.staleRetries}): data flow ${'state' in seen && seen.state ? seen.state : 'unreachable'}; asking again`);
-        continue;
-      }
-      if (outcome.ok) {
-        if (outcome.dataAddress) took(op, outcome.dataAddress);
-        transition(next, `data plane called back: ${call.op} done`);
-        return { ok: true };
-      }
-      failures++;
-      error = outcome.error ?? `${call.op} failed`;
-      if (failures > s.callbackRetries) return { ok: false, reason: `data plane failed ${call.op} ${failures} times: ${error}` };
-      const wait = backoffMs(failures, s.retryInitialInterval, s.retryMaximumInterval);
-      note(`data plane failed ${call.op} (${error}); retry ${failures}/${s.callbackRetries} in ${wait} ms`);
-      await sleep(wait);
-    }
-  };
-
-  /** Waits for the callback of `op`; a terminate command interrupts any wait but termination's own. */
-  const awaitCallback = async (op: DataPlaneCallback['op'], timeout: number): Promise<DataPlaneCallback | 'timeout' | 'interrupted'> => {
-    const interruptible = op !== 'terminate';
-    const arrived = await condition(() => callbacks.some((c) => c.op === op) || (interruptible && pendingTerminate()), timeout);
-    const i = callbacks.findIndex((c) => c.op === op);
-    if (i >= 0) return callbacks.splice(0, i + 1).pop()!; // older callbacks of other calls are stale
-    return arrived ? 'interrupted' : 'timeout';
-  };
-
-  /** Ends the process: the data plane releases what it holds, the counterparty is told, reason kept. */
-  const terminate = async (why: string, opts: { tellCounterparty: boolean; dataPlaneAnswers: boolean }): Promise<void> => {
-    reason = why;
-    if (dataPlane && opts.dataPlaneAnswers) {
-      const released = await callDataPlane({ op: 'terminate', message: { reason: why } }, 'TERMINATION_REQUESTED', 'TERMINATING');
-      if (!released.ok) {
-        error = released.reason;
-        if (state !== 'TERMINATING') transition('TERMINATING', released.reason);
-      }
-    } else {
-      if (dataPlane) {
-        // The data plane is what failed: ask it to release without waiting on its answer.
-        await cp.callDataPlane({ flow: flow(), taskQueue: dataPlane.taskQueue, op: 'terminate', message: { reason: why } }).catch(() => undefined);
-      }
-      transition('TERMINATING', why);
-    }
-    if (opts.tellCounterparty && counterpartyPid) {
-      const told = await tell('TransferTerminationMessage', why);
-      if (!told.ok) note(told.reason);
-    }
-    transition('TERMINATED', why);
-  };
-  /** A step failed: terminate with its reason, unless a terminate command is already waiting. */
-  const fail = async (outcome: Extract<CallOutcome, { ok: false }>): Promise<void> => {
-    if (outcome.interrupted) return;
-    error = outcome.reason;
-    await terminate(outcome.reason, { tellCounterparty: true, dataPlaneAnswers: !outcome.dataPlaneFailed });
-  };
-
-  const startMessage = () => ({
-    transferType: input.transferType,
-    ...(source ? { source } : {}),
-    ...(role === 'PROVIDER' && destination ? { destination } : {}),
-    // a pull's token is issued for the consumer; the consumer's data plane records the EDR it pulls with
-    ...(role === 'PROVIDER' && pull ? { audience: input.counterpartyAddress } : {}),
-    ...(role === 'CONSUMER' && edr ? { source: edr } : {}),
-  });
-
-  // ---- Opening: the seed's table, first two rows ----
-  const opening = async (): Promise<void> => {
-    try {
-      if (role === 'PROVIDER') source = await cp.resolveAsset(input.assetId);
-      dataPlane = await cp.selectDataPlane({ flowId: processId, transferType: input.transferType, ...(input.dataPlaneId ? { preferred: input.dataPlaneId } : {}) });
-      upsertSearchAttributes({ [DataPlaneAttr.name]: [dataPlane.id] });
-    } catch (e) {
-      return fail({ ok: false, reason: `cannot open transfer: ${message(e)}` });
-    }
-    if (role === 'CONSUMER') {
-      // INITIAL --prepare--> PREPARATION_REQUESTED | REQUESTING
-      const prepared = await callDataPlane({ op: 'prepare', message: { transferType: input.transferType, ...(destination ? { destination } : {}) } }, 'PREPARATION_REQUESTED', 'REQUESTING');
-      if (!prepared.ok) return fail(prepared);
-      try {
-        const { providerPid } = await interruptible(() => cp.requestTransfer({
-          address: input.counterpartyAddress,
-          message: {
-            '@context': [DSP_CONTEXT],
-            '@type': 'TransferRequestMessage',
-            consumerPid: processId,
-            agreementId: input.agreementId,
-            assetId: input.assetId,
-            format: input.transferType,
-            ...(destination ? { dataAddress: destination } : {}),
-            callbackAddress: `temporal://${connectorId}`,
-          },
-        }));
-        counterpartyPid = providerPid;
-      } catch (e) {
-        if (isCancellation(e)) return fail({ ok: false, reason: 'terminate requested', interrupted: true });
-        return fail({ ok: false, reason: `transfer request failed: ${message(e)}` });
-      }
-      transition('REQUESTED', `provider process ${counterpartyPid}`);
-    } else if (input.startPolicy === 'manual') {
-      // INITIAL --hold--> REQUESTED: an operator's start command lets it go on (handled below)
-      transition('REQUESTED', 'waiting for a start command');
-    } else {
-      // INITIAL --start--> STARTUP_REQUESTED | STARTING
-      const started = await callDataPlane({ op: 'start', message: startMessage() }, 'STARTUP_REQUESTED', 'STARTING');
-      if (!started.ok) return fail(started);
-      const told = await tell('TransferStartMessage');
-      if (!told.ok) return fail(told);
-      transition('STARTED');
-    }
-  };
-
-  // ---- Commands once running ----
-  const handle = async (cmd: Command): Promise<void> => {
-    switch (cmd.kind) {
-      case 'terminate':
-        return terminate(cmd.reason, { tellCounterparty: cmd.local, dataPlaneAnswers: true });
-      case 'suspend': {
-        if (state !== 'STARTED') return note(`suspend ignored in ${state}`);
-        // STARTED --suspend--> SUSPENSION_REQUESTED | SUSPENDING
-        const done = await callDataPlane({ op: 'suspend', message: { reason: cmd.reason } }, 'SUSPENSION_REQUESTED', 'SUSPENDING');
-        if (!done.ok) return fail(done);
-        if (cmd.local) {
-          const told = await tell('TransferSuspensionMessage', cmd.reason);
-          if (!told.ok) return fail(told);
-        }
-        reason = cmd.reason;
-        return transition('SUSPENDED', cmd.reason);
-      }
-      case 'resume':
-      case 'start': {
-        const resuming = state === 'SUSPENDED';
-        if (!resuming && state !== 'REQUESTED') return note(`start ignored in ${state}`);
-        if (cmd.kind === 'resume') transition('RESUMING');
-        // the data plane starts (again), provisioning again where resources were released
-        const started = await callDataPlane({ op: resuming ? 'resume' : 'start', message: startMessage() }, 'STARTUP_REQUESTED', 'STARTING');
-        if (!started.ok) return fail(started);
-        // Tell the counterparty when we started it, and always when a provider re-issued a pull's EDR.
-        if (cmd.local || (role === 'PROVIDER' && pull && edr)) {
-          const told = await tell('TransferStartMessage');
-          if (!told.ok) return fail(told);
-        }
-        reason = undefined;
-        return transition('STARTED');
-      }
-      case 'completion': {
-        if (state !== 'STARTED') return note(`completion ignored in ${state}`);
-        transition('COMPLETING', `completed by ${cmd.by === 'dataPlane' ? 'the data plane' : `the ${cmd.by}`}`);
-        if (cmd.by !== 'dataPlane') {
-          // our data plane releases what it provisioned (a pull's token is revoked); the bytes are delivered
-          await cp
-            .callDataPlane({ flow: flow(), taskQueue: dataPlane!.taskQueue, op: 'complete' })
-            .catch((e) => note(`data plane did not take completion: ${message(e)}`));
-        }
-        if (cmd.by !== 'counterparty') {
-          const told = await tell('TransferCompletionMessage');
-          if (!told.ok) return fail(told);
-        }
-        reason = 'transfer completed';
-        return transition('COMPLETED', reason);
-      }
-    }
-  };
-
-  await opening();
-  const current = (): TransferProcessState => state; // read through a call: handlers change it
-  while (!isFinalTransferProcessState(current())) {
-    // Waiting states have timers: a consumer whose provider never starts, a suspension never resumed.
-    const waiting = current();
-    const timeout = waiting === 'REQUESTED' ? toMs(s.counterpartyTimeout) : waiting === 'SUSPENDED' ? toMs(s.suspendedTimeout) : undefined;
-    const woke = await waitUntil(() => inbox.length > 0, timeout);
-    if (!woke) {
-      const why =
-        waiting === 'SUSPENDED'
-          ? `not resumed within ${s.suspendedTimeout}`
-          : role === 'PROVIDER'
-            ? `no start command within ${s.counterpartyTimeout}`
-            : `provider did not start within ${s.counterpartyTimeout}`;
-      inbox.push({ kind: 'terminate', reason: why, local: true });
-    }
-    // Once terminating, only the terminate command matters.
-    const next = pendingTerminate() ? inbox.splice(inbox.findIndex((c) => c.kind === 'terminate'))[0]! : inbox.shift()!;
-    await handle(next);
   }
-  return { state, reason: reason ?? state };
 }
+
+/** The callback that answers a call: a resume is answered as a start. */
+const callbackOp = (op: DataPlaneOp): DataPlaneCallback['op'] => (op === 'resume' ? 'start' : op === 'complete' ? 'transfer' : op);
+
+const reasonsOf = (msg: ProcessMessage): string => ('reason' in msg && msg.reason.length ? msg.reason.join('; ') : 'no reason given');

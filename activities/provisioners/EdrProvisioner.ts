@@ -1,6 +1,6 @@
 import { EDR_PROVISIONER } from '../../src/DataFlow.js';
-import { HTTP_EDR_ENDPOINT_TYPE, isUnissuedEdr, property, type DataAddress } from '../../src/DataAddress.js';
-import type { DeprovisionRequest, ProvisionRequest, ProvisionResult, Provisioner, ProvisionSide, Role } from '../../src/Provisioner.js';
+import { HTTP_EDR_ENDPOINT_TYPE, property, UNISSUED_EDR_PREFIX, type DataAddress } from '../../src/DataAddress.js';
+import { matches, type DeprovisionRequest, type ProvisionerMatch, type ProvisionRequest, type ProvisionResult, type Provisioner, type ProvisionSide, type Role } from '../../src/Provisioner.js';
 import type { EdrTokens } from '../pull/EdrTokens.js';
 import type { PullSessions } from '../pull/PullSessions.js';
 
@@ -19,6 +19,7 @@ export const refreshUrlOf = (endpoint: string): string => `${endpoint.replace(/\
 
 export class EdrProvisioner implements Provisioner {
   readonly name = EDR_PROVISIONER;
+  readonly match: ProvisionerMatch = { name: EDR_PROVISIONER, side: 'destination', roles: ['PROVIDER'], endpointTypes: [HTTP_EDR_ENDPOINT_TYPE], endpointPrefix: UNISSUED_EDR_PREFIX };
 
   constructor(
     private readonly opts: {
@@ -30,7 +31,7 @@ export class EdrProvisioner implements Provisioner {
   ) {}
 
   appliesTo(role: Role, side: ProvisionSide, address: DataAddress): boolean {
-    return role === 'PROVIDER' && side === 'destination' && isUnissuedEdr(address);
+    return matches(this.match, role, side, address);
   }
 
   async provision(req: ProvisionRequest): Promise<ProvisionResult> {

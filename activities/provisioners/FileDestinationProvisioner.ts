@@ -4,8 +4,10 @@ import { withProperty, type DataAddress } from '../../src/DataAddress.js';
 import { CREATE_DIRECTORY, FileAddressError, resolveInRoot } from '../../src/FileAddress.js';
 import { IdSchema } from '../../src/ids.js';
 import {
+  matches,
   ProvisionRejected,
   type DeprovisionRequest,
+  type ProvisionerMatch,
   type ProvisionRequest,
   type ProvisionResult,
   type ProvisionSide,
@@ -21,6 +23,7 @@ import { mkdirInside, realPathInside } from '../transfer/confinement.js';
  */
 export class FileDestinationProvisioner implements Provisioner {
   readonly name = 'file-destination';
+  readonly match: ProvisionerMatch = { name: this.name, side: 'destination', endpointTypes: ['File'] };
   readonly #root: string;
 
   constructor(opts: { root: string }) {
@@ -28,8 +31,8 @@ export class FileDestinationProvisioner implements Provisioner {
     this.#root = path.resolve(opts.root);
   }
 
-  appliesTo(_role: Role, side: ProvisionSide, address: DataAddress): boolean {
-    return side === 'destination' && address.endpointType === 'File';
+  appliesTo(role: Role, side: ProvisionSide, address: DataAddress): boolean {
+    return matches(this.match, role, side, address);
   }
 
   async provision(request: ProvisionRequest): Promise<ProvisionResult> {

@@ -1,8 +1,10 @@
 import { z } from 'zod';
 import { DataAddressSchema, type DataAddress } from '../../src/DataAddress.js';
 import {
+  matches,
   ProvisionRejected,
   type DeprovisionRequest,
+  type ProvisionerMatch,
   type ProvisionRequest,
   type ProvisionResult,
   type ProvisionSide,
@@ -69,8 +71,12 @@ export class HttpProvisioner implements Provisioner {
     this.#headers = { ...opts.headers };
   }
 
-  appliesTo(_role: Role, side: ProvisionSide, address: DataAddress): boolean {
-    return side === this.#side && this.#endpointTypes.has(address.endpointType);
+  get match(): ProvisionerMatch {
+    return { name: this.name, side: this.#side, endpointTypes: [...this.#endpointTypes] };
+  }
+
+  appliesTo(role: Role, side: ProvisionSide, address: DataAddress): boolean {
+    return matches(this.match, role, side, address);
   }
 
   async provision(request: ProvisionRequest): Promise<ProvisionResult> {
@@ -89,7 +95,8 @@ export class HttpProvisioner implements Provisioner {
       // A pending answer may come without a body: the address is then rewritten (if at all) by the callback.
       const answer = body.trim() === '' ? {} : this.#parse('provision', PendingAnswerSchema, body);
       return {
-        address: answer.address ?? request.address,
+        // no address: this provisioner rewrites nothing (now; its callback may still)
+        ...(answer.address ? { address: answer.address } : {}),
         pending: true,
         resource: { ...answer.resource, flowId: request.flowId },
       };

@@ -1,5 +1,6 @@
-import { hkdfSync, randomUUID } from 'node:crypto';
-import { errors, jwtVerify, SignJWT } from 'jose';
+import { randomUUID } from 'node:crypto';
+import { errors, jwtVerify, SignJWT, type JWTHeaderParameters } from 'jose';
+import type { Keyring } from '../../src/keys.js';
 
 /**
  * The tokens of endpoint data references (EDRs): short-lived JWTs (HS256) that a data plane's public
@@ -7,6 +8,10 @@ import { errors, jwtVerify, SignJWT } from 'jose';
  * issued to (`aud`), the issuing data-plane instance (`iss`) and its use (`use`: access or refresh);
  * its `jti` is what deprovisioning revokes, for the access and refresh tokens alike. Signature and
  * expiry are checked here; revocation is the DataFlow's word (see publicApiServer).
+ *
+ * The signing keys are the data plane's own (`FERRY_EDR_KEYS`): the primary signs and names itself in
+ * the JWT header (`kid`); every key of the ring verifies, so tokens issued before a rotation stay
+ * good until they expire.
  */
 export interface EdrClaims {
   tokenId: string;
@@ -39,22 +44,16 @@ export interface IssuedEdrTokens {
 }
 
 export class EdrTokens {
-  readonly #key: Uint8Array;
+  readonly #keys: Keyring;
 
   constructor(
-    key: Uint8Array,
+    keys: Keyring,
     /** The issuing data-plane instance: a token only opens flows on the instance that issued it. */
     readonly issuer: string,
     readonly ttlMs: number,
     readonly refreshTtlMs: number = 24 * 3_600_000,
   ) {
-    if (key.length < 32) throw new Error('EDR signing key must have at least 32 bytes');
-    this.#key = new Uint8Array(key);
-  }
-
-  /** The signing key of an instance without its own: derived from the secret key, so it survives a restart. */
-  static deriveKey(secretKeyBase64: string): Uint8Array {
-    return new Uint8Array(hkdfSync('sha256', Buffer.from(secretKeyBase64, 'base64'), Buffer.alloc(0), 'ferry-edr-v1', 32));
+    this.#keys = keys;
   }
 
   /** A fresh token pair for a flow, under a new token id (what a release revokes). */
@@ -71,21 +70,27 @@ export class EdrTokens {
   }
 
   #sign(claims: Omit<EdrClaims, 'expiresAt'>, use: TokenUse, now: Date, expiresAt: Date): Promise<string> {
+    const { id, key } = this.#keys.primary;
     return new SignJWT({ flow: claims.flowId, wf: claims.workflowId, use })
-      .setProtectedHeader({ alg: ALG, typ: 'JWT' })
+      .setProtectedHeader({ alg: ALG, typ: 'JWT', kid: id })
       .setIssuer(this.issuer)
       .setAudience(claims.audience)
       .setSubject(claims.flowId)
       .setJti(claims.tokenId)
       .setIssuedAt(Math.floor(now.getTime() / 1000))
       .setExpirationTime(Math.floor(expiresAt.getTime() / 1000))
-      .sign(this.#key);
+      .sign(new Uint8Array(key));
   }
 
   /** The claims of a token of `use` this instance issued and that has not expired; EdrTokenInvalid otherwise. */
   async verify(token: string, use: TokenUse = 'access', now = new Date()): Promise<EdrClaims> {
     try {
-      const { payload } = await jwtVerify(token, this.#key, { algorithms: [ALG], issuer: this.issuer, currentDate: now, clockTolerance: 0 });
+      const keyOf = (header: JWTHeaderParameters): Uint8Array => {
+        const key = header.kid === undefined ? undefined : this.#keys.get(header.kid);
+        if (!key) throw new EdrTokenInvalid('token signed with an unknown key');
+        return new Uint8Array(key);
+      };
+      const { payload } = await jwtVerify(token, keyOf, { algorithms: [ALG], issuer: this.issuer, currentDate: now, clockTolerance: 0 });
       const p = payload as { flow?: unknown; wf?: unknown; jti?: unknown; aud?: unknown; exp?: number; use?: unknown };
       if (typeof p.flow !== 'string' || typeof p.wf !== 'string' || typeof p.jti !== 'string' || typeof p.aud !== 'string' || !p.exp) {
         throw new EdrTokenInvalid('token lacks its flow claims');

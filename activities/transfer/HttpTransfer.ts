@@ -2,7 +2,7 @@ import { createHash } from 'node:crypto';
 import { createReadStream } from 'node:fs';
 import { stat } from 'node:fs/promises';
 import { Readable } from 'node:stream';
-import { property, type DataAddress } from '../../src/DataAddress.js';
+import { endpointUrl, property, type DataAddress } from '../../src/DataAddress.js';
 import { FileAddressError, resolveInRoot } from '../../src/FileAddress.js';
 import { UrlPolicyError, type HttpPolicy } from '../../src/urlPolicy.js';
 import { policyFetch } from '../net/policyFetch.js';
@@ -86,7 +86,7 @@ export async function pushHttp(opts: PushHttpOptions): Promise<{ bytes: number; 
   );
   let res: Awaited<ReturnType<typeof fetchUnder>>;
   try {
-    res = await fetchUnder('destination', destination.endpoint, {
+    res = await fetchUnder('destination', endpointUrl(destination), {
       method: property(destination, 'method') ?? 'POST',
       headers: {
         ...headersOf(destination),
@@ -121,7 +121,7 @@ async function openSource(root: string, source: DataAddress, signal?: AbortSigna
     if (!info?.isFile()) throw new TransferRejected(`source ${JSON.stringify(source.endpoint)} is not a regular file`);
     return { body: Readable.toWeb(createReadStream(file, { highWaterMark: 1024 * 1024 })) as ReadableStream<Uint8Array>, length: info.size };
   }
-  const res = await fetchUnder('source', source.endpoint, { headers: headersOf(source), ...(signal ? { signal } : {}) }, policy);
+  const res = await fetchUnder('source', endpointUrl(source), { headers: headersOf(source), ...(signal ? { signal } : {}) }, policy);
   if (!res.ok || !res.body) {
     await res.arrayBuffer().catch(() => undefined);
     throw httpFailure('source', source.endpoint, res.status);

@@ -1,8 +1,20 @@
 import type { Counterparty, DspConfig } from '../../src/config.js';
 import type { DataAddress } from '../../src/DataAddress.js';
-import type { SecretBox } from '../../src/secrets.js';
-import { counterpartyOwning, isUnder, pathOfMessage, toDspDataAddress, trimSlash, type DspTransferError, type DspTransferProcess, type ProcessMessage, type TransferRequestMessage } from '../../src/dsp.js';
-import { CounterpartyRejected, type CounterpartyTransport } from '../../src/Transport.js';
+import {
+  counterpartyOwning,
+  DSP_STATES,
+  isUnder,
+  MESSAGE_ID_HEADER,
+  pathOfMessage,
+  toDspDataAddress,
+  trimSlash,
+  type DspState,
+  type DspTransferError,
+  type DspTransferProcess,
+  type ProcessMessage,
+  type TransferRequestMessage,
+} from '../../src/dsp.js';
+import { CounterpartyRejected, type CounterpartyTransport, type SendOptions } from '../../src/Transport.js';
 import { UrlPolicyError } from '../../src/urlPolicy.js';
 import { policyFetch } from '../net/policyFetch.js';
 
@@ -16,25 +28,21 @@ import { policyFetch } from '../net/policyFetch.js';
 export class HttpDspTransport implements CounterpartyTransport {
   readonly name = 'dsp-https';
 
-  constructor(
-    private readonly dsp: DspConfig & { publicUrl: string },
-    /** Our key: addresses travel sealed inside our histories, but the counterparty needs them open. */
-    private readonly secrets: SecretBox,
-  ) {}
+  constructor(private readonly dsp: DspConfig & { publicUrl: string }) {}
 
   canReach(address: string): boolean {
     return /^https?:\/\//i.test(address);
   }
 
-  async requestTransfer(address: string, message: TransferRequestMessage): Promise<{ providerPid: string }> {
+  async requestTransfer(address: string, message: TransferRequestMessage, opts: SendOptions = {}): Promise<{ providerPid: string }> {
     // Over HTTPS the counterparty calls us back at our public DSP URL, and the agreement names the asset.
-    const { assetId: _inClusterOnly, ...dspMessage } = { ...this.opened(message), callbackAddress: this.dsp.publicUrl };
-    const text = await this.post(address, '/transfers/request', dspMessage);
+    const { assetId: _inClusterOnly, ...dspMessage } = { ...this.onWire(message), callbackAddress: this.dsp.publicUrl };
+    const text = await this.post(address, '/transfers/request', dspMessage, opts);
     let ack: Partial<DspTransferProcess> = {};
     try {
       ack = (JSON.parse(text) ?? {}) as Partial<DspTransferProcess>;
     } catch {
-      // not JSON: not a TransferProcess either (below)
+      // not JSON: not a TransferProcess either (below), and no retry makes it one
     }
     if (ack['@type'] !== 'TransferProcess' || typeof ack.providerPid !== 'string' || ack.consumerPid !== message.consumerPid) {
       throw new CounterpartyRejected(`counterparty answered the transfer request with something that is not its TransferProcess`);
@@ -42,37 +50,57 @@ export class HttpDspTransport implements CounterpartyTransport {
     return { providerPid: ack.providerPid };
   }
 
-  async send(address: string, receiverPid: string, message: ProcessMessage, counterpartyId?: string): Promise<void> {
-    await this.post(address, `/transfers/${encodeURIComponent(receiverPid)}/${pathOfMessage(message['@type'])}`, this.opened(message), counterpartyId);
+  async send(address: string, receiverPid: string, message: ProcessMessage, opts: SendOptions = {}): Promise<void> {
+    await this.post(address, `/transfers/${encodeURIComponent(receiverPid)}/${pathOfMessage(message['@type'])}`, this.onWire(message), opts);
   }
 
-  private opened<M extends object>(message: M): M {
-    const address = (message as { dataAddress?: DataAddress }).dataAddress;
-    return address ? { ...message, dataAddress: toDspDataAddress(this.secrets.open(address)) } : message;
-  }
-
-  /** Any 2xx is an acknowledgement (the binding names 201 for a request, 200 otherwise; peers vary); answers its body. */
-  private async post(address: string, path: string, body: unknown, counterpartyId?: string): Promise<string> {
-    const counterparty = this.counterpartyAt(address, counterpartyId);
-    const url = `${trimSlash(address)}${path}`;
-    let res: Awaited<ReturnType<typeof policyFetch>>;
+  async state(address: string, pid: string): Promise<DspState> {
+    const counterparty = this.counterpartyAt(address);
+    const res = await this.fetchUnder(counterparty, `${trimSlash(address)}/transfers/${encodeURIComponent(pid)}`, {
+      headers: { authorization: `Bearer ${counterparty.outboundToken}`, accept: 'application/json' },
+      signal: AbortSignal.timeout(this.dsp.requestTimeoutMs),
+    });
+    const text = await res.text();
+    if (!res.ok) throw new Error(`${counterparty.id} answered ${res.status} to GET /transfers/${pid}`);
+    let state: string | undefined;
     try {
-      // the counterparty's configured address is the allowlist: its hosts are the operator's choice
-      res = await policyFetch(
-        url,
-        {
-          method: 'POST',
-          headers: { 'content-type': 'application/json', authorization: `Bearer ${counterparty.outboundToken}` },
-          body: JSON.stringify(body),
-          signal: AbortSignal.timeout(this.dsp.requestTimeoutMs),
-        },
-        { allowedUrls: [counterparty.address] },
-        { what: `${counterparty.id}'s DSP endpoint` },
-      );
+      state = (JSON.parse(text) as Partial<DspTransferProcess>).state;
+    } catch {
+      // not JSON: no state (below)
+    }
+    if (!state || !(DSP_STATES as readonly string[]).includes(state)) throw new Error(`${counterparty.id} answered GET /transfers/${pid} without a DSP state`);
+    return state as DspState;
+  }
+
+  /** The message as DSP puts it on the wire (the address in DSP's shape). */
+  private onWire<M extends object>(message: M): M {
+    const address = (message as { dataAddress?: DataAddress }).dataAddress;
+    return address ? { ...message, dataAddress: toDspDataAddress(address) } : message;
+  }
+
+  /** A request under the counterparty's configured address (the allowlist: its hosts are the operator's choice); never a redirect. */
+  private async fetchUnder(counterparty: Counterparty, url: string, init: Parameters<typeof policyFetch>[1]) {
+    try {
+      return await policyFetch(url, init, { allowedUrls: [counterparty.address] }, { what: `${counterparty.id}'s DSP endpoint` });
     } catch (e) {
       if (e instanceof UrlPolicyError) throw new CounterpartyRejected(e.message);
       throw e;
     }
+  }
+
+  /** Any 2xx is an acknowledgement (the binding names 201 for a request, 200 otherwise; peers vary); answers its body. */
+  private async post(address: string, path: string, body: unknown, opts: SendOptions): Promise<string> {
+    const counterparty = this.counterpartyAt(address, opts.counterpartyId);
+    const res = await this.fetchUnder(counterparty, `${trimSlash(address)}${path}`, {
+      method: 'POST',
+      headers: {
+        'content-type': 'application/json',
+        authorization: `Bearer ${counterparty.outboundToken}`,
+        ...(opts.messageId ? { [MESSAGE_ID_HEADER]: opts.messageId } : {}),
+      },
+      body: JSON.stringify(body),
+      signal: AbortSignal.timeout(this.dsp.requestTimeoutMs),
+    });
     const text = await res.text();
     // a message's 2xx body means nothing (peers send none, JSON or HTML): never a reason to send it again
     if (res.ok) return text;

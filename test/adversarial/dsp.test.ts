@@ -70,7 +70,7 @@ beforeAll(async () => {
     },
     dsp: providerDsp,
   };
-  providerConfig = ControlPlaneConfigSchema.parse({ ...providerRaw, temporal: { ...cluster.temporal, namespace: 'provider-ns' }, secretKey: cluster.secretKey }) as typeof providerConfig;
+  providerConfig = ControlPlaneConfigSchema.parse({ ...providerRaw, temporal: { ...cluster.temporal, namespace: 'provider-ns' } }) as typeof providerConfig;
   await Promise.all([
     cluster.controlPlane({
       namespace: 'consumer-ns',
@@ -400,7 +400,7 @@ describe('defect 9: limits of the DSP endpoint', () => {
 
   it('a request Temporal cannot answer in time is 503 with Retry-After, not a hung connection', async () => {
     // a connector whose control-plane worker is gone: queries of its processes wait for a worker
-    const { connectorId: _, dsp: __, temporal: ___, secretKey: ____, ...rest } = providerConfig;
+    const { connectorId: _, dsp: __, temporal: ___, ...rest } = providerConfig;
     const ghost = await cluster.controlPlane({ ...rest, namespace: 'provider-ns', connectorId: 'ghost' });
     const live = await serverWith({}, { connectorId: 'ghost' });
     // held in REQUESTED (manual start): no activity in flight when its worker stops

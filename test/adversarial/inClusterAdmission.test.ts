@@ -2,15 +2,13 @@ import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { dataFlowWorkflowId, inClusterAddress } from '../../src/ids.js';
 import { startCluster, type Cluster } from '../support/cluster.js';
-import { makeAsset, providerPidOf } from '../support/transfers.js';
+import { providerPidFor } from '../../src/processStart.js';
+import { makeAsset } from '../support/transfers.js';
 
 /**
  * In-cluster transfers are admitted like DSP ones (defect 10, last part): the consumer's worker
  * starts the provider's process without the provider's config, so the provider's own worker admits
- * the request (`admitTransferRequest`) as the first step of its TransferProcess workflow.
- *
- * The refusals below need that workflow step (the lead's change to workflows/); until it lands they
- * are `it.fails` (the defect is still there, so the test body fails). Flip them to `it` with it.
+ * the request (src/admission.ts, in `openTransfer`, the first step of its TransferProcess).
  */
 let cluster: Cluster;
 
@@ -51,7 +49,7 @@ const request = (connectorId: string, processId: string, agreementId: string, as
 async function refused(connectorId: string, processId: string): Promise<void> {
   const result = await cluster.ferry.result(connectorId, processId);
   expect(result.state).toBe('TERMINATED');
-  const providerPid = await providerPidOf(cluster.ferry, connectorId, processId);
+  const providerPid = providerPidFor(inClusterAddress(connectorId), processId);
   expect((await cluster.ferry.result('provider', providerPid)).state).toBe('TERMINATED');
   await expect(cluster.client.workflow.getHandle(dataFlowWorkflowId('provider', providerPid)).describe()).rejects.toThrow(/not found/i);
 }
@@ -62,17 +60,17 @@ describe('in-cluster requests are admitted by the provider', () => {
     expect(await cluster.ferry.result('consumer', 'ok-1')).toEqual({ state: 'COMPLETED', reason: 'transfer completed' });
   });
 
-  it.fails('an agreement nobody made is refused before any byte moves (needs the workflow admission step)', async () => {
+  it('an agreement nobody made is refused before any byte moves', async () => {
     await cluster.ferry.startTransfer(request('consumer', 'made-up-1', 'made-up', 'a'));
     await refused('consumer', 'made-up-1');
   });
 
-  it.fails("another connector's agreement is refused (needs the workflow admission step)", async () => {
+  it("another connector's agreement is refused", async () => {
     await cluster.ferry.startTransfer(request('intruder', 'intruder-1', 'ag-a', 'a'));
     await refused('intruder', 'intruder-1');
   });
 
-  it.fails('an asset the agreement does not cover is refused (needs the workflow admission step)', async () => {
+  it('an asset the agreement does not cover is refused', async () => {
     await cluster.ferry.startTransfer(request('consumer', 'other-asset-1', 'ag-a', 'b'));
     await refused('consumer', 'other-asset-1');
   });

@@ -9,7 +9,6 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createDataPlaneActivities } from '../../activities/dataPlane.js';
 import { DataPlaneConfigSchema } from '../../src/config.js';
 import type { DataAddress } from '../../src/DataAddress.js';
-import { SecretBox } from '../../src/secrets.js';
 
 /**
  * An attacker (a consumer) names the HttpData push destination and tries to make the provider's
@@ -37,9 +36,8 @@ beforeAll(async () => {
 afterAll(() => sink?.close());
 
 function push(config: Record<string, unknown>, endpoint: string, source: DataAddress = { endpointType: 'File', endpoint: 'a.bin', endpointProperties: [] }) {
-  const secretKey = SecretBox.generateKeyBase64();
-  const parsed = DataPlaneConfigSchema.parse({ instanceId: 'dp', fileRoot: root, secretKey, ...config });
-  const acts = createDataPlaneActivities({ config: parsed, provisioners: [], client: new Client(), secrets: SecretBox.fromBase64(secretKey), callbackUrl: () => '' });
+  const parsed = DataPlaneConfigSchema.parse({ instanceId: 'dp', fileRoot: root, ...config });
+  const acts = createDataPlaneActivities({ config: parsed, provisioners: [], client: new Client(), callbackUrl: () => '' });
   const destination: DataAddress = { endpointType: 'HttpData', endpoint, endpointProperties: [] };
   return new MockActivityEnvironment().run(acts.transfer, { flowId: 'f', source, destination });
 }
@@ -104,9 +102,8 @@ describe('without an allowlist, private ranges are refused, also after resolutio
 
   it('headers no request can carry fail once, without the value in the message', async () => {
     const destination = `http://127.0.0.1:${port}/x`;
-    const secretKey = SecretBox.generateKeyBase64();
-    const parsed = DataPlaneConfigSchema.parse({ instanceId: 'dp', fileRoot: root, secretKey, allowPrivateNetworks: true });
-    const acts = createDataPlaneActivities({ config: parsed, provisioners: [], client: new Client(), secrets: SecretBox.fromBase64(secretKey), callbackUrl: () => '' });
+    const parsed = DataPlaneConfigSchema.parse({ instanceId: 'dp', fileRoot: root, allowPrivateNetworks: true });
+    const acts = createDataPlaneActivities({ config: parsed, provisioners: [], client: new Client(), callbackUrl: () => '' });
     const bad: DataAddress = { endpointType: 'HttpData', endpoint: destination, endpointProperties: [{ name: 'header:X-Token', value: 'secret\u0001value' }] };
     const err = await new MockActivityEnvironment()
       .run(acts.transfer, { flowId: 'f', source: { endpointType: 'File' as const, endpoint: 'a.bin', endpointProperties: [] }, destination: bad })

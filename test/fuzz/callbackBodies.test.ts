@@ -1,8 +1,8 @@
-import { randomBytes } from 'node:crypto';
 import { request as httpRequest } from 'node:http';
 import fc from 'fast-check';
 import { Client, Connection } from '@temporalio/client';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { Keyring } from '../../src/keys.js';
 import { callbackSigner, startCallbackServer, type CallbackServer } from '../../worker/callbackServer.js';
 import { fuzzParams } from './params.js';
 
@@ -13,12 +13,12 @@ import { fuzzParams } from './params.js';
  */
 let server: CallbackServer;
 let url: URL;
-const key = randomBytes(32);
+const keys = Keyring.generate('fuzz');
 
 beforeAll(async () => {
   const client = new Client({ connection: Connection.lazy({ address: '127.0.0.1:1', connectTimeout: '1s' }) });
-  server = await startCallbackServer({ host: '127.0.0.1', port: 0, client, key, signalTimeoutMs: 1000, logger: { warn: () => undefined } });
-  url = new URL(callbackSigner(key).callbackUrl(server.url, { workflowId: 'dataflow-dp-f', op: 'provision', provisioner: 'svc', side: 'destination' }));
+  server = await startCallbackServer({ host: '127.0.0.1', port: 0, client, keys, signalTimeoutMs: 1000, logger: { warn: () => undefined } });
+  url = new URL(callbackSigner(keys).callbackUrl(server.url, { workflowId: 'dataflow-dp-f', op: 'provision', provisioner: 'svc', side: 'destination', expiresAt: new Date(Date.now() + 3_600_000) }));
 });
 afterAll(() => server?.close());
 

@@ -17,7 +17,6 @@ const control = () => ({
   assets: { a: { endpointType: 'File', endpoint: '/srv/a.bin' } },
   agreements: { 'ag-1': { assetId: 'a', counterparty: 'consumer' } },
   transfer: { requestedTimeout: '5m', staleRetries: 3 },
-  secretKey: 'k',
   dsp: {
     host: '127.0.0.1',
     port: 0,
@@ -30,7 +29,6 @@ const data = () => ({
   temporal: { address: 'localhost:7233', namespace: 'default' },
   fileRoot: '/srv',
   callback: { host: '127.0.0.1', port: 0 },
-  secretKey: 'k',
   provisioners: [{ kind: 'http', name: 'svc', url: 'https://svc.example', side: 'destination', endpointTypes: ['File'] }],
   publicApi: { host: '127.0.0.1', port: 0, tokenTtl: '10m' },
   allowedNetworks: ['10.0.0.0/8'],

@@ -14,7 +14,7 @@ import { makeAsset, providerPidOf, sha256File } from '../support/transfers.js';
 let cluster: Cluster;
 let asset: { file: string; sha256: string };
 let configFile: string;
-const startDataPlaneProcess = () => spawnWorker('dataPlaneWorker', configFile);
+const startDataPlaneProcess = () => spawnWorker('dataPlaneWorker', configFile, { env: cluster.workerEnv('provider-dp') });
 
 beforeAll(async () => {
   cluster = await startCluster();
@@ -27,7 +27,6 @@ beforeAll(async () => {
       instanceId: 'provider-dp',
       temporal: cluster.temporal,
       fileRoot: cluster.root,
-      secretKey: cluster.secretKey,
       provisioners: [],
       rateLimitBytesPerSec: 8 * 1024 * 1024,
       dataFlow: { transferHeartbeatTimeout: '2s' },
@@ -64,8 +63,8 @@ describe('crash recovery', () => {
     let offset = 0;
     while (Date.now() < deadline && offset === 0) {
       const pending = (await flow.describe().catch(() => undefined))?.raw.pendingActivities ?? [];
-      const details = pending.find((a) => a.activityType?.name === 'transfer')?.heartbeatDetails?.payloads?.[0]?.data;
-      if (details) offset = (JSON.parse(Buffer.from(details).toString()) as { offset: number }).offset;
+      const details = pending.find((a) => a.activityType?.name === 'transfer')?.heartbeatDetails?.payloads?.[0];
+      if (details) offset = (await cluster.decodePayload<{ offset: number }>(details)).offset;
       else await new Promise((r) => setTimeout(r, 100));
     }
     expect(offset).toBeGreaterThan(0);

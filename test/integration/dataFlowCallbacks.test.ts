@@ -18,7 +18,7 @@ beforeAll(async () => {
 afterAll(async () => cluster?.shutdown());
 
 describe('DataFlow callbacks', () => {
-  it('an undeliverable callback fails the flow; a re-sent prepare answers synchronously with the provisioned address', async () => {
+  it('an undeliverable callback is an error on the flow, not a new state; a re-sent prepare answers synchronously with the provisioned address', async () => {
     const input: DataFlowInput = {
       flowId: 'orphan-1',
       connectorId: 'consumer',
@@ -42,13 +42,14 @@ describe('DataFlow callbacks', () => {
     const handle = cluster.client.workflow.getHandle(dataFlowWorkflowId('consumer', 'orphan-1'));
     const deadline = Date.now() + 30_000;
     let status = await handle.query(dataFlowStatusQuery);
-    while (status.state !== 'FAILED' && Date.now() < deadline) {
+    while (!status.error && Date.now() < deadline) {
       await new Promise((r) => setTimeout(r, 100));
       status = await handle.query(dataFlowStatusQuery);
     }
-    expect(status.state).toBe('FAILED');
+    // provisioning did succeed: the flow says so, and says that nobody heard it (the control plane's stale check asks again)
+    expect(status.state).toBe('PROVISIONED');
     expect(status.error).toMatch(/callback to control plane failed: transfer process transfer-consumer-no-such-process is gone/);
-    expect(status.history.map((h) => h.state)).toEqual(['RECEIVED', 'PROVISIONING', 'PROVISIONED', 'FAILED']);
+    expect(status.history.map((h) => h.state)).toEqual(['RECEIVED', 'PROVISIONING', 'PROVISIONED', 'PROVISIONED']);
 
     // the resource is held: asking again provisions nothing more and answers at once
     const again = await prepare();

@@ -24,6 +24,8 @@ describe('npm run dev', () => {
     expect(first.output).toMatch(/consumer TransferProcess +http:\/\/localhost:UI_PORT\/namespaces\/default\/workflows\/transfer-consumer-/);
     expect(first.output).toContain('Demo transfer COMPLETED: transfer completed');
     expect(first.output).toMatch(/delivered .*demo\.bin: sha256 [0-9a-f]{64} equals the source/);
+    // payloads are encrypted, and the Web UI reads them through the codec server (--ui-codec-endpoint)
+    expect(first.output).toMatch(/Codec server at http:\/\/127\.0\.0\.1:\d+: the Web UI decodes payloads with it \(checked on the demo's input\)/);
 
     const second = await runDev();
     expect(second.code, second.output).toBe(0);

@@ -205,8 +205,8 @@ describe('the binding answers bad requests with its status codes, state unchange
   });
 
   it('a terminate while the request to an unreachable counterparty retries takes effect at once, not after the retries', async () => {
-    // ten attempts with backoff would take minutes; the terminate cancels them
-    const { processId } = await consumer.startTransfer({ ...transfer('dsp-unreachable-terminated', 'agreement-a', deadUrl), settings: { activityMaxAttempts: 10 } });
+    // an hour of retries with backoff; the terminate cancels them
+    const { processId } = await consumer.startTransfer({ ...transfer('dsp-unreachable-terminated', 'agreement-a', deadUrl), settings: { counterpartyRetryBudget: '1h' } });
     await consumer.waitForState('consumer', processId, ['REQUESTING']);
     await consumer.terminate('consumer', processId, 'gave up waiting');
     expect(await consumer.result('consumer', processId)).toEqual({ state: 'TERMINATED', reason: 'gave up waiting' });
@@ -215,7 +215,7 @@ describe('the binding answers bad requests with its status codes, state unchange
   });
 
   it('a counterparty that cannot be reached: bounded retries, then TERMINATED with the reason', async () => {
-    const { processId } = await consumer.startTransfer({ ...transfer('dsp-unreachable', 'agreement-a', deadUrl), settings: { activityMaxAttempts: 2 } });
+    const { processId } = await consumer.startTransfer({ ...transfer('dsp-unreachable', 'agreement-a', deadUrl), settings: { counterpartyRetryBudget: '3s' } });
     const result = await consumer.result('consumer', processId);
     expect(result.state).toBe('TERMINATED');
     expect(result.reason).toMatch(/transfer request failed: fetch failed/);

@@ -4,11 +4,13 @@ import { writeFileSync } from 'node:fs';
 import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import path from 'node:path';
+import { Client } from '@temporalio/client';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { FerryClient } from '../../src/client.js';
 import { property, type DataAddress } from '../../src/DataAddress.js';
 import { providerPidFor } from '../../src/processStart.js';
-import { SecretBox } from '../../src/secrets.js';
+import { ferryDataConverter } from '../../src/codec.js';
+import { Keyring } from '../../src/keys.js';
 import { startProvisioningService, type ProvisioningService } from '../fixtures/provisioningService.js';
 import { freePort, startCluster, type Cluster } from '../support/cluster.js';
 import { children, killAll, spawnWorker } from '../support/processes.js';
@@ -53,8 +55,18 @@ beforeAll(async () => {
   const [cPort, pPort] = [await freePort(), await freePort()];
   const consumerUrl = `http://127.0.0.1:${cPort}`;
   providerUrl = `http://127.0.0.1:${pPort}/api/dsp`;
-  const keys = { consumer: SecretBox.generateKeyBase64(), provider: SecretBox.generateKeyBase64() };
+  // each organisation its own codec keys; each data plane its own EDR and callback keys
+  const keys = { consumer: Keyring.generate('org-a'), provider: Keyring.generate('org-b') };
+  const envOf = (codec: Keyring, instanceId?: string) => ({
+    ...cluster.workerEnv(instanceId),
+    FERRY_CODEC_KEYS: codec.serialize(),
+  });
   const tokens = { c2p: 'consumer-to-provider-token', p2c: 'provider-to-consumer-token' };
+  // what the processes hold: no history and no worker output may show any of it (cluster.shutdown scans both)
+  cluster.registerSecret(keys.consumer, 'codec keys of org-a');
+  cluster.registerSecret(keys.provider, 'codec keys of org-b');
+  cluster.registerSecret(tokens.c2p, 'DSP token consumer→provider');
+  cluster.registerSecret(tokens.p2c, 'DSP token provider→consumer');
   asset = makeAsset(cluster.root, 'provider/big.bin', 40 * 1024 * 1024);
 
   // provisioning services of each organisation: 202 now, the callback a moment later
@@ -89,14 +101,12 @@ beforeAll(async () => {
       connectorId: 'consumer',
       temporal: temporal('org-a'),
       dataPlanes: [{ id: 'consumer-dp', transferTypes: types }],
-      secretKey: keys.consumer,
       dsp: { port: cPort, publicUrl: consumerUrl, counterparties: [{ id: 'provider', address: providerUrl, inboundToken: tokens.p2c, outboundToken: tokens.c2p }] },
     }),
     consumerDp: write('consumer-dp', {
       instanceId: 'consumer-dp',
       temporal: temporal('org-a'),
       fileRoot: cluster.root,
-      secretKey: keys.consumer,
       provisioners: [{ kind: 'file-destination' }, { kind: 'http', name: 'endpoints', url: consumerSvc.url, side: 'destination', endpointTypes: ['HttpData'] }],
     }),
     providerCp: write('provider-cp', {
@@ -107,7 +117,6 @@ beforeAll(async () => {
         big: { endpointType: 'File', endpoint: asset.file },
         live: { endpointType: 'HttpData', endpoint: streamUrl },
       },
-      secretKey: keys.provider,
       dsp: {
         port: pPort,
         publicUrl: providerUrl,
@@ -119,7 +128,6 @@ beforeAll(async () => {
       instanceId: 'provider-dp',
       temporal: temporal('org-b'),
       fileRoot: cluster.root,
-      secretKey: keys.provider,
       provisioners: [{ kind: 'http', name: 'sources', url: providerSvc.url, side: 'source', endpointTypes: ['HttpData'] }],
       publicApi: { host: '127.0.0.1', port: 0 },
       rateLimitBytesPerSec: 8 * 1024 * 1024,
@@ -128,14 +136,14 @@ beforeAll(async () => {
     }),
   };
   await Promise.all([
-    spawnWorker('controlPlaneWorker', files.consumerCp),
-    spawnWorker('dataPlaneWorker', files.consumerDp),
-    spawnWorker('controlPlaneWorker', files.providerCp),
-    spawnWorker('dataPlaneWorker', files.providerDp),
+    spawnWorker('controlPlaneWorker', files.consumerCp, { env: envOf(keys.consumer) }),
+    spawnWorker('dataPlaneWorker', files.consumerDp, { env: envOf(keys.consumer, 'consumer-dp') }),
+    spawnWorker('controlPlaneWorker', files.providerCp, { env: envOf(keys.provider) }),
+    spawnWorker('dataPlaneWorker', files.providerDp, { env: envOf(keys.provider, 'provider-dp') }),
   ]);
-  // each organisation's own key: the consumer's seals what its users send and opens its EDRs
-  consumer = new FerryClient(cluster.clientFor('org-a').client, SecretBox.fromBase64(keys.consumer));
-  provider = new FerryClient(cluster.clientFor('org-b').client, SecretBox.fromBase64(keys.provider));
+  // each organisation's clients use its own codec keys
+  consumer = new FerryClient(new Client({ connection: cluster.env.connection, namespace: 'org-a', dataConverter: ferryDataConverter(keys.consumer) }));
+  provider = new FerryClient(new Client({ connection: cluster.env.connection, namespace: 'org-b', dataConverter: ferryDataConverter(keys.provider) }));
 });
 
 afterAll(async () => {
@@ -160,12 +168,22 @@ const request = (processId: string, assetId: 'big' | 'live', transferType: 'File
   ...(dataDestination ? { dataDestination } : {}),
 });
 
+/** An EDR's tokens are credentials too: the scan at shutdown looks for every one a test used. */
+function registerTokens(edr: DataAddress): void {
+  for (const name of ['authorization', 'refreshToken']) {
+    const token = property(edr, name);
+    if (token) cluster.registerSecret(token.replace(/^Bearer /, ''), `EDR ${name}`);
+  }
+}
+
 async function fetchWith(edr: DataAddress, headers: Record<string, string> = {}) {
+  registerTokens(edr);
   const res = await fetch(edr.endpoint, { headers: { authorization: property(edr, 'authorization')!, ...headers } });
   return { status: res.status, body: Buffer.from(await res.arrayBuffer()) };
 }
 /** A live stream never ends: its status and first bytes, then hang up. Ended bodies (an error) are read whole. */
 async function peek(edr: DataAddress): Promise<{ status: number; bytes: number }> {
+  registerTokens(edr);
   const res = await fetch(edr.endpoint, { headers: { authorization: property(edr, 'authorization')! } });
   const reader = res.body!.getReader();
   const first = await reader.read();

@@ -113,10 +113,16 @@ describe('HttpData push', () => {
     }
   });
 
-  it('a destination that refuses (403) fails fast: TERMINATED with the reason, no retries', async () => {
+  it('a destination that refuses (403) fails fast: TERMINATED with the reason, no retries; the consumer hears a generic reason with the same reference', async () => {
     const { processId } = await cluster.ferry.startTransfer(request('http-403', '/forbidden'));
     const result = await cluster.ferry.result('consumer', processId);
     expect(result.state).toBe('TERMINATED');
-    expect(result.reason).toMatch(/transfer failed: destination http:\/\/127\.0\.0\.1:\d+\/forbidden answered HTTP 403/);
+    const providerPid = (await cluster.ferry.status('consumer', processId)).counterpartyPid!;
+    const provider = await cluster.ferry.result('provider', providerPid);
+    expect(provider.reason).toMatch(/transfer failed: destination http:\/\/127\.0\.0\.1:\d+\/forbidden answered HTTP 403 \(ref [0-9a-f]{8}\)/);
+    // the provider's internals stay home: the consumer learns that it failed, and a reference to ask about
+    const ref = /\(ref ([0-9a-f]{8})\)/.exec(provider.reason)![1];
+    expect(result.reason).toBe(`terminated by counterparty: the provider could not go on with the transfer (ref ${ref})`);
+    expect(result.reason).not.toContain('127.0.0.1');
   });
 });

@@ -4,16 +4,32 @@ import { REPO_ROOT } from '../../worker/temporalCli.js';
 
 /** Worker processes started by a test, so they can be killed whatever happens. */
 export const children = new Set<ChildProcess>();
+/** Everything each worker process printed (kept after it exits), for `scanLogs`. */
+export const workerOutputs: { name: string; text: string }[] = [];
 
-/** Starts a worker entry point (`worker/<entry>.ts --config FILE`) as its own OS process; resolves once it polls. */
-export async function spawnWorker(entry: 'controlPlaneWorker' | 'dataPlaneWorker', configFile: string, timeoutMs = 120_000): Promise<ChildProcess> {
+/**
+ * Starts a worker entry point (`worker/<entry>.ts --config FILE`) as its own OS process; resolves once
+ * it polls. `env` adds to this process's environment: the worker's keys (`cluster.workerEnv(…)`).
+ */
+export async function spawnWorker(
+  entry: 'controlPlaneWorker' | 'dataPlaneWorker',
+  configFile: string,
+  opts: { env?: Record<string, string>; timeoutMs?: number } = {},
+): Promise<ChildProcess> {
+  const timeoutMs = opts.timeoutMs ?? 120_000;
   const child = spawn(process.execPath, ['--import', 'tsx', path.join(REPO_ROOT, `worker/${entry}.ts`), '--config', configFile], {
     cwd: REPO_ROOT,
     stdio: ['ignore', 'pipe', 'pipe'],
+    env: { ...process.env, ...opts.env },
   });
   children.add(child);
   child.on('exit', () => children.delete(child));
+  const log = { name: `${entry} ${path.basename(configFile)} (pid ${child.pid})`, text: '' };
+  workerOutputs.push(log);
   let output = '';
+  // all of it, for as long as the process lives (the output is scanned for secrets at the end)
+  child.stdout!.on('data', (d: Buffer) => (log.text += d.toString()));
+  child.stderr!.on('data', (d: Buffer) => (log.text += d.toString()));
   await new Promise<void>((resolve, reject) => {
     child.stdout!.on('data', (d: Buffer) => {
       output += d.toString();

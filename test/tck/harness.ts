@@ -5,7 +5,8 @@ import os from 'node:os';
 import path from 'node:path';
 import { FerryClient } from '../../src/client.js';
 import { ControlPlaneConfigSchema, DataPlaneConfigSchema } from '../../src/config.js';
-import { SecretBox } from '../../src/secrets.js';
+import { ferryDataConverter } from '../../src/codec.js';
+import { Keyring } from '../../src/keys.js';
 import type { TransferType } from '../../src/TransferProcess.js';
 import { bundle, CONTROL_PLANE_WORKFLOWS, DATA_PLANE_WORKFLOWS } from '../../worker/bundle.js';
 import { startControlPlaneWorker } from '../../worker/controlPlaneWorker.js';
@@ -49,13 +50,13 @@ export async function startTckHarness(opts: { tckCallbackAddress: string }): Pro
   mkdirSync(path.join(fileRoot, 'tck'), { recursive: true });
   writeFileSync(path.join(fileRoot, 'tck', 'asset.txt'), 'ferry TCK asset\n');
 
+  const codec = Keyring.generate('tck');
   const [env, controlPlaneBundle, dataPlaneBundle] = await Promise.all([
-    startDevServer(),
+    startDevServer({ dataConverter: ferryDataConverter(codec) }),
     bundle(CONTROL_PLANE_WORKFLOWS),
     bundle(DATA_PLANE_WORKFLOWS),
   ]);
   const temporal = { address: env.connection.options.address!, namespace: 'default' };
-  const secretKey = SecretBox.generateKeyBase64();
   const inboundToken = `tck-in-${randomBytes(16).toString('hex')}`;
   const dspPort = await freePort();
   const dspUrl = `http://localhost:${dspPort}/dsp`;
@@ -72,18 +73,16 @@ export async function startTckHarness(opts: { tckCallbackAddress: string }): Pro
         instanceId: 'tck-dp',
         temporal,
         fileRoot,
-        secretKey,
         // the provider's data plane serves pulls here and issues EDRs for it
         publicApi: { host: '127.0.0.1', port: 0 },
       }),
-      { workflowBundle: dataPlaneBundle },
+      { workflowBundle: dataPlaneBundle, keys: { codec, edr: Keyring.generate('tck-edr') } },
     );
     stops.push(dataPlane.shutdown);
     const controlPlane = await startControlPlaneWorker(
       ControlPlaneConfigSchema.parse({
         connectorId: CONNECTOR_ID,
         temporal,
-        secretKey,
         dataPlanes: [{ id: 'tck-dp', transferTypes: [TCK_FORMAT] }],
         assets: { [TCK_ASSET]: { endpointType: 'File', endpoint: 'tck/asset.txt' } },
         dsp: {
@@ -97,11 +96,11 @@ export async function startTckHarness(opts: { tckCallbackAddress: string }): Pro
           agreements: Object.fromEntries(PROVIDER_AGREEMENTS.map((id) => [id, { assetId: TCK_ASSET, counterparty: TCK_COUNTERPARTY, start: 'manual' }])),
         },
       }),
-      { workflowBundle: controlPlaneBundle },
+      { workflowBundle: controlPlaneBundle, keys: { codec } },
     );
     stops.push(controlPlane.shutdown);
 
-    const ferry = new FerryClient(env.client, SecretBox.fromBase64(secretKey));
+    const ferry = new FerryClient(env.client);
     const engine = startReactionEngine({ client: env.client, ferry, connectorId: CONNECTOR_ID, log });
     stops.push(() => engine.stop());
 

@@ -1,9 +1,10 @@
 import { describe, expect, it } from 'vitest';
 import { ANY_AUDIENCE, EdrTokenInvalid, EdrTokens } from '../../activities/pull/EdrTokens.js';
+import { Keyring } from '../../src/keys.js';
 import { parseRange } from '../../worker/publicApiServer.js';
 
-const key = new Uint8Array(32).fill(7);
-const tokens = new EdrTokens(key, 'dp-1', 60_000);
+const keyA = Keyring.generate('a');
+const tokens = new EdrTokens(keyA, 'dp-1', 60_000);
 const flow = { flowId: 'f-1', workflowId: 'dataflow-p-f-1', audience: 'http://consumer/dsp' };
 
 describe('EDR tokens', () => {
@@ -35,8 +36,10 @@ describe('EDR tokens', () => {
 
   it('refuses a token of another key, another instance, or a tampered one', async () => {
     const { token } = await tokens.issue(flow);
-    await expect(new EdrTokens(new Uint8Array(32).fill(8), 'dp-1', 60_000).verify(token)).rejects.toBeInstanceOf(EdrTokenInvalid);
-    await expect(new EdrTokens(key, 'dp-2', 60_000).verify(token)).rejects.toBeInstanceOf(EdrTokenInvalid);
+    await expect(new EdrTokens(Keyring.generate('b'), 'dp-1', 60_000).verify(token)).rejects.toBeInstanceOf(EdrTokenInvalid);
+    // same id, other key bytes: the signature decides
+    await expect(new EdrTokens(Keyring.generate('a'), 'dp-1', 60_000).verify(token)).rejects.toBeInstanceOf(EdrTokenInvalid);
+    await expect(new EdrTokens(keyA, 'dp-2', 60_000).verify(token)).rejects.toBeInstanceOf(EdrTokenInvalid);
     const [h, p, s] = token.split('.');
     const claims = JSON.parse(Buffer.from(p!, 'base64url').toString()) as Record<string, unknown>;
     const forged = `${h}.${Buffer.from(JSON.stringify({ ...claims, wf: 'dataflow-p-other' })).toString('base64url')}.${s}`;
@@ -49,8 +52,34 @@ describe('EDR tokens', () => {
     expect(claims.audience).toBe(ANY_AUDIENCE);
   });
 
-  it('wants a key of at least 32 bytes', () => {
-    expect(() => new EdrTokens(new Uint8Array(16), 'dp', 1000)).toThrow(/32 bytes/);
+  it('names its signing key (kid); after a rotation to [B, A] old tokens still verify and new ones are signed with B', async () => {
+    const now = new Date();
+    const old = await tokens.issue(flow, now);
+    expect(JSON.parse(Buffer.from(old.token.split('.')[0]!, 'base64url').toString())).toMatchObject({ alg: 'HS256', kid: 'a' });
+    const keyB = Keyring.generate('b');
+    const rotated = new EdrTokens(keyA.rotatedTo(keyB.primary), 'dp-1', 60_000);
+    expect(await rotated.verify(old.token, 'access', now)).toEqual(old.claims);
+    expect(await rotated.verify(old.refreshToken, 'refresh', now)).toMatchObject({ tokenId: old.claims.tokenId });
+    const fresh = await rotated.issue(flow, now);
+    expect(JSON.parse(Buffer.from(fresh.token.split('.')[0]!, 'base64url').toString())).toMatchObject({ kid: 'b' });
+    // the instance that has not rotated yet does not know B
+    await expect(tokens.verify(fresh.token, 'access', now)).rejects.toThrow(new EdrTokenInvalid('token signed with an unknown key'));
+    // once A is dropped, A's tokens are dead
+    const bOnly = new EdrTokens(keyB, 'dp-1', 60_000);
+    await expect(bOnly.verify(old.token, 'access', now)).rejects.toThrow(new EdrTokenInvalid('token signed with an unknown key'));
+    expect(await bOnly.verify(fresh.token, 'access', now)).toEqual(fresh.claims);
+  });
+
+  it('refuses a token without kid, or one whose kid names another key of the ring', async () => {
+    const ring = keyA.rotatedTo(Keyring.generate('b').primary);
+    const both = new EdrTokens(ring, 'dp-1', 60_000);
+    const { token } = await both.issue(flow);
+    const [h, p, s] = token.split('.');
+    const header = JSON.parse(Buffer.from(h!, 'base64url').toString()) as Record<string, unknown>;
+    const relabel = (hdr: Record<string, unknown>) => `${Buffer.from(JSON.stringify(hdr)).toString('base64url')}.${p}.${s}`;
+    await expect(both.verify(relabel({ ...header, kid: 'a' }))).rejects.toBeInstanceOf(EdrTokenInvalid);
+    const { kid: _kid, ...noKid } = header;
+    await expect(both.verify(relabel(noKid))).rejects.toThrow(new EdrTokenInvalid('token signed with an unknown key'));
   });
 });
 

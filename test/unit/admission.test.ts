@@ -6,7 +6,6 @@ import { createControlPlaneActivities } from '../../activities/controlPlane.js';
 import { admitTransferRequest, type AdmissionPolicy, type AdmissionRequest } from '../../src/admission.js';
 import { ControlPlaneConfigSchema } from '../../src/config.js';
 import type { DataAddress } from '../../src/DataAddress.js';
-import { SecretBox } from '../../src/secrets.js';
 import { fuzzParams } from '../fuzz/params.js';
 
 const file = (endpoint: string): DataAddress => ({ endpointType: 'File', endpoint, endpointProperties: [] });
@@ -122,7 +121,6 @@ describe('admitTransferRequest, properties', () => {
 });
 
 describe('the admitTransferRequest activity uses the worker config', () => {
-  const secretKey = SecretBox.generateKeyBase64();
   const config = ControlPlaneConfigSchema.parse({
     connectorId: 'provider',
     dataPlanes: [{ id: 'dp', transferTypes: ['File-PUSH'] }],
@@ -133,7 +131,6 @@ describe('the admitTransferRequest activity uses the worker config', () => {
       agreements: { 'ag-old': { assetId: 'a', counterparty: 'partner' } },
       counterparties: [{ id: 'partner', address: 'https://partner.example/dsp', inboundToken: 'x'.repeat(16), outboundToken: 'y'.repeat(16) }],
     },
-    secretKey,
   });
   const acts = createControlPlaneActivities({ config, client: new Client(), transports: [] });
   const admit = (req: Parameters<typeof acts.admitTransferRequest>[0]) => new MockActivityEnvironment().run(acts.admitTransferRequest, req);
@@ -154,8 +151,14 @@ describe('the admitTransferRequest activity uses the worker config', () => {
     expect(await admit({ ...dsp, counterpartyAddress: 'https://elsewhere.example/dsp' })).toMatchObject({ admitted: false });
   });
 
-  it('a sealed destination is opened before it is checked', async () => {
-    const sealed = SecretBox.fromBase64(secretKey).seal({ endpointType: 'File', endpoint: 'inbox', endpointProperties: [{ name: 'token', value: 'secret-value' }] });
-    expect(await admit({ ...input, dataDestination: sealed, counterpartyAddress: 'temporal://consumer' })).toMatchObject({ admitted: true });
+  it('openTransfer admits every provider process (so in-cluster requests are admitted by the provider worker)', async () => {
+    const open = (req: Parameters<typeof acts.openTransfer>[0]) => new MockActivityEnvironment().run(acts.openTransfer, req);
+    const provider = { role: 'PROVIDER' as const, processId: 'p-1', transferType: 'File-PUSH', agreementId: 'ag-new', assetId: 'a', dataDestination: file('inbox') };
+    expect(await open({ ...provider, counterpartyId: 'consumer' })).not.toHaveProperty('refusal');
+    expect(await open({ ...provider, counterpartyId: 'intruder' })).toMatchObject({ refusalCode: 'UnknownAgreement' });
+    expect(await open({ ...provider, counterpartyId: 'consumer', dataDestination: { endpointType: 'HttpData', endpoint: 'http://10.0.0.1/', endpointProperties: [] } })).toMatchObject({ refusalCode: 'InvalidDataAddress' });
+    expect(await open({ ...provider })).toMatchObject({ refusalCode: 'UnknownAgreement' });
+    // a consumer's process is not admitted (it asks; the provider admits)
+    expect(await open({ ...provider, role: 'CONSUMER', agreementId: 'anything' })).not.toHaveProperty('refusal');
   });
 });

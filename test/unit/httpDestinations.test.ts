@@ -9,7 +9,6 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createDataPlaneActivities } from '../../activities/dataPlane.js';
 import { DataPlaneConfigSchema } from '../../src/config.js';
 import type { DataAddress } from '../../src/DataAddress.js';
-import { SecretBox } from '../../src/secrets.js';
 
 /** A consumer names the HttpData push destination; an operator's allowlist bounds where the provider's data plane sends. */
 let sink: Server;
@@ -31,10 +30,9 @@ beforeAll(async () => {
 afterAll(() => sink?.close());
 
 function transferWith(allowedHttpDestinations: string[], endpoint: string) {
-  const secretKey = SecretBox.generateKeyBase64();
-  const config = DataPlaneConfigSchema.parse({ instanceId: 'dp', fileRoot: root, secretKey, allowedHttpDestinations });
+  const config = DataPlaneConfigSchema.parse({ instanceId: 'dp', fileRoot: root, allowedHttpDestinations });
   // the client is never called by `transfer`: a lazy one that connects nowhere
-  const acts = createDataPlaneActivities({ config, provisioners: [], client: new Client(), secrets: SecretBox.fromBase64(secretKey), callbackUrl: () => '' });
+  const acts = createDataPlaneActivities({ config, provisioners: [], client: new Client(), callbackUrl: () => '' });
   const source: DataAddress = { endpointType: 'File', endpoint: 'a.bin', endpointProperties: [] };
   const destination: DataAddress = { endpointType: 'HttpData', endpoint, endpointProperties: [] };
   return new MockActivityEnvironment().run(acts.transfer, { flowId: 'f', source, destination });

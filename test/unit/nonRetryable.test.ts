@@ -1,8 +1,5 @@
 import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
-import { mkdtempSync, writeFileSync } from 'node:fs';
-import os from 'node:os';
-import path from 'node:path';
 import { Client, Connection } from '@temporalio/client';
 import { MockActivityEnvironment } from '@temporalio/testing';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -12,7 +9,6 @@ import { HttpDspTransport } from '../../activities/transport/HttpDspTransport.js
 import { InClusterTransport } from '../../activities/transport/InClusterTransport.js';
 import { ControlPlaneConfigSchema, DataPlaneConfigSchema, DspConfigSchema } from '../../src/config.js';
 import { DSP_CONTEXT } from '../../src/dsp.js';
-import { SecretBox } from '../../src/secrets.js';
 import { CounterpartyRejected } from '../../src/Transport.js';
 
 /** Deterministic refusals fail once (non-retryable); only what a retry can fix is retried. */
@@ -29,33 +25,8 @@ beforeAll(async () => {
 afterAll(() => peer?.close());
 
 describe('non-retryable refusals', () => {
-  it('a sealed address our key cannot open fails the transfer once', async () => {
-    const root = mkdtempSync(path.join(os.tmpdir(), 'ferry-nr-'));
-    writeFileSync(path.join(root, 'a.bin'), 'x');
-    const key = SecretBox.generateKeyBase64();
-    const config = DataPlaneConfigSchema.parse({ instanceId: 'dp', fileRoot: root, secretKey: key });
-    const acts = createDataPlaneActivities({ config, provisioners: [], client: dead(), secrets: SecretBox.fromBase64(key), callbackUrl: () => '' });
-    const foreign = SecretBox.fromBase64(SecretBox.generateKeyBase64()).seal({ endpointType: 'HttpData', endpoint: 'https://x.example/in', endpointProperties: [{ name: 'authorization', value: 'secret' }] });
-    await expect(
-      new MockActivityEnvironment().run(acts.transfer, { flowId: 'f', source: { endpointType: 'File' as const, endpoint: 'a.bin', endpointProperties: [] }, destination: foreign }),
-    ).rejects.toMatchObject({ nonRetryable: true, type: 'SecretBoxError' });
-  });
-
-  it('a sealed message our key cannot open is not sent again and again', async () => {
-    const key = SecretBox.generateKeyBase64();
-    const dsp = DspConfigSchema.parse({ publicUrl: 'http://127.0.0.1:9/dsp', counterparties: [{ id: 'p', address: peerUrl, inboundToken: 'x'.repeat(16), outboundToken: 'y'.repeat(16) }] });
-    const config = ControlPlaneConfigSchema.parse({ connectorId: 'c', dataPlanes: [{ id: 'dp' }], secretKey: key, dsp });
-    const acts = createControlPlaneActivities({ config, client: dead(), transports: [new HttpDspTransport({ ...dsp, publicUrl: 'http://127.0.0.1:9/dsp' }, SecretBox.fromBase64(key))] });
-    const foreign = SecretBox.fromBase64(SecretBox.generateKeyBase64()).seal({ endpointType: 'HttpData', endpoint: 'https://x.example', endpointProperties: [{ name: 'authorization', value: 's' }] });
-    const message = { '@context': [DSP_CONTEXT], '@type': 'TransferStartMessage' as const, consumerPid: 'c1', providerPid: 'p1', dataAddress: foreign };
-    await expect(new MockActivityEnvironment().run(acts.sendToCounterparty, { address: peerUrl, receiverPid: 'c1', message })).rejects.toMatchObject({ nonRetryable: true });
-  });
-
   it('a 2xx with a body that is not JSON acknowledges a message (no resend); a request acknowledged so is refused once', async () => {
-    const transport = new HttpDspTransport(
-      { ...DspConfigSchema.parse({ counterparties: [{ id: 'p', address: peerUrl, inboundToken: 'x'.repeat(16), outboundToken: 'y'.repeat(16) }] }), publicUrl: 'http://127.0.0.1:9/dsp' },
-      SecretBox.fromBase64(SecretBox.generateKeyBase64()),
-    );
+    const transport = new HttpDspTransport({ ...DspConfigSchema.parse({ counterparties: [{ id: 'p', address: peerUrl, inboundToken: 'x'.repeat(16), outboundToken: 'y'.repeat(16) }] }), publicUrl: 'http://127.0.0.1:9/dsp' });
     answer = { status: 200, body: '<html>ok</html>' };
     await expect(transport.send(peerUrl, 'c1', { '@context': [DSP_CONTEXT], '@type': 'TransferCompletionMessage', consumerPid: 'c1', providerPid: 'p1' })).resolves.toBeUndefined();
     answer = { status: 201, body: '<html>created</html>' };

@@ -6,7 +6,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { EdrTokens } from '../../activities/pull/EdrTokens.js';
 import { PullSessions } from '../../activities/pull/PullSessions.js';
 import type { PullAccess } from '../../src/DataFlow.js';
-import { SecretBox } from '../../src/secrets.js';
+import { Keyring } from '../../src/keys.js';
 import { startPublicApiServer, type PublicApiServer } from '../../worker/publicApiServer.js';
 
 /**
@@ -17,7 +17,7 @@ const MiB = 1024 * 1024;
 const root = mkdtempSync(path.join(os.tmpdir(), 'ferry-public-'));
 const data = randomBytes(MiB);
 writeFileSync(path.join(root, 'a.bin'), data);
-const tokens = new EdrTokens(new Uint8Array(32).fill(3), 'dp', 60_000);
+const tokens = new EdrTokens(Keyring.generate('k'), 'dp', 60_000);
 let access: () => Promise<PullAccess | undefined>;
 let api: PublicApiServer;
 let limited: PublicApiServer;
@@ -29,7 +29,7 @@ const live = (): PullAccess => ({ state: 'STARTED', liveTokenIds: [tokenId], sou
 beforeAll(async () => {
   const issued = await tokens.issue({ flowId: 'f', workflowId: 'dataflow-p-f' });
   [token, tokenId] = [issued.token, issued.claims.tokenId];
-  const common = { host: '127.0.0.1', port: 0, access: (_: string) => access(), tokens, secrets: new SecretBox(Buffer.alloc(32, 9)), fileRoot: root };
+  const common = { host: '127.0.0.1', port: 0, access: (_: string) => access(), tokens, fileRoot: root };
   api = await startPublicApiServer({ ...common, sessions: new PullSessions() });
   limited = await startPublicApiServer({ ...common, sessions: new PullSessions(), rateLimitBytesPerSec: 2 * MiB });
 });
