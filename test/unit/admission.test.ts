@@ -1,7 +1,7 @@
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
 import { MockActivityEnvironment } from '@temporalio/testing';
-import { Client } from '@temporalio/client';
+import { Client, Connection } from '@temporalio/client';
 import { createControlPlaneActivities } from '../../activities/controlPlane.js';
 import { admitTransferRequest, type AdmissionPolicy, type AdmissionRequest } from '../../src/admission.js';
 import { ControlPlaneConfigSchema } from '../../src/config.js';
@@ -132,7 +132,8 @@ describe('the admitTransferRequest activity uses the worker config', () => {
       counterparties: [{ id: 'partner', address: 'https://partner.example/dsp', inboundToken: 'x'.repeat(16), outboundToken: 'y'.repeat(16) }],
     },
   });
-  const acts = createControlPlaneActivities({ config, client: new Client(), transports: [] });
+  // a client of nothing: no data plane is ever found live (openTransfer then picks among all)
+  const acts = createControlPlaneActivities({ config, client: new Client({ connection: Connection.lazy({ address: '127.0.0.1:1', connectTimeout: '1s' }) }), transports: [] });
   const admit = (req: Parameters<typeof acts.admitTransferRequest>[0]) => new MockActivityEnvironment().run(acts.admitTransferRequest, req);
   const input = { agreementId: 'ag-new', assetId: 'a', transferType: 'File-PUSH' as const, dataDestination: file('inbox') };
 
