@@ -10,6 +10,8 @@ import { admitTransferRequest, type Admission } from '../src/admission.js';
 import type { DataAddress } from '../src/DataAddress.js';
 import {
   completeFlowUpdate,
+  dataFlowSummary,
+  DataFlowStateAttr,
   dataFlowStatusQuery,
   prepareUpdate,
   resumeFlowUpdate,
@@ -194,6 +196,11 @@ export function createControlPlaneActivities(deps: ControlPlaneDeps) {
           await ctx.sleep(Math.min(left, 5_000));
         }
         try {
+          // closed without finishing (an operator terminated or reset it): its status is frozen, so ask Temporal first
+          const execution = await client.withDeadline(Date.now() + 10_000, () => client.workflow.getHandle(dataFlowWorkflowIdOf(req.flow)).describe());
+          if (execution.status.name !== 'RUNNING' && execution.status.name !== 'COMPLETED') {
+            return { kind: 'flowEnded', state: execution.status.name, completed: false, detail: `its workflow is ${execution.status.name.toLowerCase()}` };
+          }
           const status = await flowStatus(req.flow);
           flowSilentSince = undefined;
           if (status.outcome === 'completed' || status.outcome === 'failed' || status.outcome === 'terminated') {
@@ -269,6 +276,8 @@ export function createControlPlaneActivities(deps: ControlPlaneDeps) {
               workflowId,
               taskQueue: req.taskQueue,
               args: [req.flow],
+              ...dataFlowSummary(req.flow, req.message.transferType),
+              typedSearchAttributes: [{ key: DataFlowStateAttr, value: 'RECEIVED' }],
               workflowIdConflictPolicy: 'USE_EXISTING',
               // an ended flow is not started again: its resources were released
               workflowIdReusePolicy: 'REJECT_DUPLICATE',

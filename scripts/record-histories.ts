@@ -4,6 +4,7 @@
  *   npx tsx scripts/record-histories.ts            # refuses to overwrite existing recordings
  *   npx tsx scripts/record-histories.ts --force    # re-record (only after a deliberate decision)
  *   npx tsx scripts/record-histories.ts --only pull # record just the named scenario(s), e.g. a new one
+ *   npx tsx scripts/record-histories.ts --prefix tables-  # a new generation beside the old one (after a patched() change)
  *
  * Starts a cluster (in-memory Temporal dev server + workers), runs each scenario to its end and
  * writes every TransferProcess and DataFlow history involved to
@@ -39,7 +40,9 @@ interface Recording {
   openIn?: DataFlowState;
 }
 
-const { values: args } = parseArgs({ options: { force: { type: 'boolean', default: false }, only: { type: 'string', multiple: true } } });
+const { values: args } = parseArgs({
+  options: { force: { type: 'boolean', default: false }, only: { type: 'string', multiple: true }, prefix: { type: 'string', default: '' } },
+});
 
 const SCENARIOS = ['completed', 'suspend-resume-terminate', 'stale-wait', 'callback-retry', 'pull'] as const;
 const unknown = (args.only ?? []).filter((n) => !(SCENARIOS as readonly string[]).includes(n));
@@ -75,12 +78,15 @@ async function main(): Promise<void> {
     const assets = { small: fileAsset('assets/small.bin'), big: fileAsset('assets/big.bin') };
     const http = (url: string) => [{ kind: 'http' as const, name: 'staging', url, side: 'destination' as const, endpointTypes: ['File'] }];
     const fileRoot = c.root;
+    // in-cluster requests are admitted like DSP ones: one agreement per consumer and asset
+    const agreements = (...consumers: string[]) =>
+      Object.fromEntries(consumers.flatMap((consumer) => Object.keys(assets).map((assetId) => [`agreement-${consumer}-${assetId}`, { assetId, counterparty: consumer }])));
     await Promise.all([
       // consumer: its data plane provisions the destination itself (File destination provisioner, async)
       c.controlPlane({ connectorId: 'consumer', dataPlanes: [{ id: 'consumer-dp', transferTypes: ['File-PUSH'] }] }),
       c.dataPlane({ instanceId: 'consumer-dp', fileRoot, provisioners: [{ kind: 'file-destination' }] }),
       // provider: an HTTP provisioner answering 202 on the destination side, rate-limited
-      c.controlPlane({ connectorId: 'provider', dataPlanes: [{ id: 'provider-dp', transferTypes: ['File-PUSH'] }], assets }),
+      c.controlPlane({ connectorId: 'provider', dataPlanes: [{ id: 'provider-dp', transferTypes: ['File-PUSH'] }], assets, agreements: agreements('consumer', 'flaky', 'silent') }),
       c.dataPlane({ instanceId: 'provider-dp', fileRoot, rateLimitBytesPerSec: RATE, provisioners: http(staging.url) }),
       // consumers whose provisioning service fails its first callback / never calls back
       c.controlPlane({ connectorId: 'flaky', dataPlanes: [{ id: 'flaky-dp', transferTypes: ['File-PUSH'] }] }),
@@ -91,7 +97,7 @@ async function main(): Promise<void> {
       // a pull: the provider's data plane issues EDRs from its public API
       c.controlPlane({ connectorId: 'pull-consumer', dataPlanes: [{ id: 'pull-consumer-dp', transferTypes: ['HttpData-PULL'] }] }),
       c.dataPlane({ instanceId: 'pull-consumer-dp', fileRoot, provisioners: [] }),
-      c.controlPlane({ connectorId: 'pull-provider', dataPlanes: [{ id: 'pull-provider-dp', transferTypes: ['HttpData-PULL'] }], assets }),
+      c.controlPlane({ connectorId: 'pull-provider', dataPlanes: [{ id: 'pull-provider-dp', transferTypes: ['HttpData-PULL'] }], assets, agreements: agreements('pull-consumer') }),
       c.dataPlane({ instanceId: 'pull-provider-dp', fileRoot, provisioners: [], publicApi: { host: '127.0.0.1', port: 0 } }),
     ]);
 
@@ -99,7 +105,7 @@ async function main(): Promise<void> {
       connectorId,
       processId,
       counterpartyAddress: inClusterAddress('provider'),
-      agreementId: `agreement-${assetId}`,
+      agreementId: `agreement-${connectorId}-${assetId}`,
       assetId,
       transferType: 'File-PUSH',
       dataDestination: { endpointType: 'File', endpoint: `out/${processId}` },
@@ -172,7 +178,7 @@ async function main(): Promise<void> {
           connectorId: 'pull-consumer',
           processId: pid,
           counterpartyAddress: inClusterAddress('pull-provider'),
-          agreementId: 'agreement-small',
+          agreementId: 'agreement-pull-consumer-small',
           assetId: 'small',
           transferType: 'HttpData-PULL',
         });
@@ -237,7 +243,7 @@ async function main(): Promise<void> {
 }
 
 function fileOf(rec: Pick<Recording, 'scenario' | 'kind' | 'role'>): string {
-  return path.join(HISTORIES, `${rec.scenario}-${rec.kind}-${rec.role}.json`);
+  return path.join(HISTORIES, `${args.prefix}${rec.scenario}-${rec.kind}-${rec.role}.json`);
 }
 
 /**

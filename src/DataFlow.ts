@@ -127,6 +127,19 @@ export const EDR_PROVISIONER = 'edr';
 
 export const DataFlowStateAttr = defineSearchAttributeKey('FerryDataFlowState', 'KEYWORD');
 
+/** The one-line summary and the details a DataFlow carries from its start (the Web UI shows them). */
+export function dataFlowSummary(input: DataFlowInput, transferType?: string): { staticSummary: string; staticDetails: string } {
+  return {
+    staticSummary: `data flow of ${input.role.toLowerCase()} ${input.connectorId} transfer ${input.processId}${transferType ? ` (${transferType})` : ''} on ${input.instanceId}`,
+    staticDetails: [
+      `**role** ${input.role}`,
+      `**data plane** ${input.instanceId}`,
+      `**transfer process** ${input.callbackWorkflowId}`,
+      ...(transferType ? [`**transfer type** ${transferType}`] : []),
+    ].join('  \n'),
+  };
+}
+
 export type DataFlowOp = 'prepare' | 'start' | 'resume' | 'suspend' | 'terminate' | 'complete';
 
 export interface DataFlowResult {

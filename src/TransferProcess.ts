@@ -148,3 +148,56 @@ export interface TransferProcessResult {
   state: TransferProcessState;
   reason: string;
 }
+
+/**
+ * How a TransferProcess workflow closes: COMPLETED and a termination someone asked for (the
+ * operator, the counterparty) complete it with a result; a termination because something failed
+ * (a data plane or counterparty failure, a stale wait given up, a deadline) fails it with this type,
+ * so Temporal's own failure views list it. FerryClient.result reads both as a result.
+ */
+export const TRANSFER_FAILED = 'TransferFailed';
+
+/** The search attributes a TransferProcess starts with (so it need not upsert them itself). */
+export function transferSearchAttributes(input: Pick<TransferProcessInput, 'role' | 'transferType' | 'counterpartyAddress' | 'agreementId' | 'assetId'>) {
+  return [
+    { key: TransferStateAttr, value: 'INITIAL' },
+    { key: TransferRoleAttr, value: input.role },
+    { key: TransferTypeAttr, value: input.transferType },
+    { key: CounterpartyAttr, value: input.counterpartyAddress },
+    { key: AgreementAttr, value: input.agreementId },
+    { key: AssetAttr, value: input.assetId },
+  ];
+}
+
+/**
+ * The memo that links the four workflows of a transfer: this process's data flow, and the
+ * counterparty's process (and data flow, when it runs on the same cluster).
+ */
+export function transferLinks(input: Pick<TransferProcessInput, 'connectorId' | 'processId' | 'counterpartyAddress' | 'counterpartyPid'>): Record<string, string> {
+  const peer = input.counterpartyAddress.startsWith('temporal://') ? input.counterpartyAddress.slice('temporal://'.length) : undefined;
+  return {
+    dataFlowWorkflowId: `dataflow-${input.connectorId}-${input.processId}`,
+    ...(input.counterpartyPid
+      ? peer
+        ? { counterpartyWorkflowId: `transfer-${peer}-${input.counterpartyPid}`, counterpartyDataFlowWorkflowId: `dataflow-${peer}-${input.counterpartyPid}` }
+        : { counterpartyProcess: `${input.counterpartyAddress} ${input.counterpartyPid}` }
+      : {}),
+  };
+}
+
+/** The one-line summary and the details a TransferProcess carries from its start (the Web UI shows them). */
+export function transferSummary(input: Pick<TransferProcessInput, 'role' | 'connectorId' | 'counterpartyAddress' | 'transferType' | 'assetId' | 'agreementId' | 'processId' | 'counterpartyPid'>): { staticSummary: string; staticDetails: string } {
+  const arrow = input.role === 'CONSUMER' ? '←' : '→';
+  return {
+    staticSummary: `${input.role.toLowerCase()} ${input.connectorId} ${arrow} ${input.counterpartyAddress}: ${input.transferType} of ${input.assetId}`,
+    staticDetails: [
+      `**role** ${input.role}`,
+      `**connector** ${input.connectorId} ${arrow} **counterparty** ${input.counterpartyAddress}`,
+      `**transfer type** ${input.transferType}`,
+      `**asset** ${input.assetId}`,
+      `**agreement** ${input.agreementId}`,
+      `**process** ${input.processId}${input.counterpartyPid ? ` (counterparty's ${input.counterpartyPid})` : ''}`,
+      `**data flow** dataflow-${input.connectorId}-${input.processId}`,
+    ].join('  \n'),
+  };
+}

@@ -132,6 +132,12 @@ const ENDABLE: Partial<Row> = {
 const LATER = (...events: TransferProcessEvent[]): Partial<Row> =>
   Object.fromEntries(events.map((e) => [e, { defer: `${e} kept until the process leaves {state}` }]));
 const ALREADY = (what: string): TPCell => ({ ignore: `already ${what}` });
+const TERMINATING_CELLS: Partial<Row> = {
+  'peer.termination': ALREADY('terminating'),
+  'peer.start': { ignore: 'terminating' },
+  'peer.suspension': { ignore: 'terminating' },
+  'peer.completion': { refuse: 'cannot accept TransferCompletionMessage for transfer process {pid}: it is terminating' },
+};
 
 export const TRANSFER_PROCESS_TABLE: EventTable<TransferProcessState, TransferProcessEvent, TransferProcessAction, TransferProcessGuard> = {
   // opening: the consumer prepares its data plane, the provider starts its own (or waits for approval)
@@ -224,9 +230,10 @@ export const TRANSFER_PROCESS_TABLE: EventTable<TransferProcessState, TransferPr
     'dataPlane.transferred': { ignore: 'already completing' },
   }),
   COMPLETED: row({ 'peer.completion': ALREADY('completed') }),
-  // the data plane is releasing; nothing but its answer matters now
-  TERMINATION_REQUESTED: row({ ...CALLING, 'peer.termination': ALREADY('terminating'), 'peer.start': { ignore: 'terminating' }, 'peer.suspension': { ignore: 'terminating' }, 'peer.completion': { ignore: 'terminating' } }),
-  TERMINATING: row({ ...CALLING, ...SENDING, 'peer.termination': ALREADY('terminating'), 'peer.start': { ignore: 'terminating' }, 'peer.suspension': { ignore: 'terminating' }, 'peer.completion': { ignore: 'terminating' } }),
+  // the data plane is releasing; nothing but its answer matters now. A completion is refused, so its
+  // sender does not end COMPLETED while this side ends TERMINATED
+  TERMINATION_REQUESTED: row({ ...CALLING, ...TERMINATING_CELLS }),
+  TERMINATING: row({ ...CALLING, ...SENDING, ...TERMINATING_CELLS }),
   TERMINATED: row({ 'peer.termination': ALREADY('terminated') }),
   // deprecated: never entered (provisioning belongs to the data plane)
   PROVISIONING: row({}),

@@ -1,5 +1,5 @@
 import { randomUUID } from 'node:crypto';
-import { WorkflowUpdateFailedError, type Client, type WorkflowHandle } from '@temporalio/client';
+import { ApplicationFailure, WorkflowFailedError, WorkflowUpdateFailedError, type Client, type WorkflowHandle } from '@temporalio/client';
 import { z } from 'zod';
 import { DataAddressSchema, urlCredentialProblem, type DataAddress } from './DataAddress.js';
 import { isConfinedPath } from './FileAddress.js';
@@ -16,6 +16,7 @@ import {
   suspendUpdate,
   terminateUpdate,
   transferProcessStatusQuery,
+  TRANSFER_FAILED,
   TransferTypeSchema,
   type TransferProcessInput,
   type TransferProcessResult,
@@ -185,8 +186,16 @@ export class FerryClient {
     return this.handle(connectorId, processId).query(transferProcessStatusQuery);
   }
 
-  result(connectorId: string, processId: string): Promise<TransferProcessResult> {
-    return this.handle(connectorId, processId).result();
+  /** How the transfer ended; a transfer that failed (its workflow failed, see TRANSFER_FAILED) reads as TERMINATED with the reason. */
+  async result(connectorId: string, processId: string): Promise<TransferProcessResult> {
+    try {
+      return (await this.handle(connectorId, processId).result()) as TransferProcessResult;
+    } catch (e) {
+      if (e instanceof WorkflowFailedError && e.cause instanceof ApplicationFailure && e.cause.type === TRANSFER_FAILED) {
+        return { state: 'TERMINATED', reason: e.cause.message };
+      }
+      throw e;
+    }
   }
 
   suspend(connectorId: string, processId: string, reason?: string): Promise<TransferProcessState> {

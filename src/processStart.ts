@@ -1,7 +1,7 @@
 import { createHash } from 'node:crypto';
 import { WorkflowExecutionAlreadyStartedError, type Client } from '@temporalio/client';
 import { controlPlaneTaskQueue, transferProcessWorkflowId } from './ids.js';
-import type { TransferProcessInput } from './TransferProcess.js';
+import { transferLinks, transferSearchAttributes, transferSummary, type TransferProcessInput } from './TransferProcess.js';
 
 /**
  * Starts the TransferProcess workflow of `input`, once: a second start of the same process, running
@@ -14,7 +14,9 @@ export async function startTransferProcess(client: Client, input: TransferProces
       workflowId,
       taskQueue: controlPlaneTaskQueue(input.connectorId),
       args: [input],
-      ...(opts.memo ? { memo: { ...opts.memo } } : {}),
+      ...transferSummary(input),
+      typedSearchAttributes: transferSearchAttributes(input),
+      memo: { ...transferLinks(input), ...opts.memo },
       workflowIdConflictPolicy: 'USE_EXISTING',
       workflowIdReusePolicy: 'REJECT_DUPLICATE',
     });

@@ -3,6 +3,7 @@ import {
   allHandlersFinished,
   condition,
   log,
+  metricMeter,
   patched,
   proxyActivities,
   proxyLocalActivities,
@@ -10,6 +11,7 @@ import {
   setHandler,
   upsertSearchAttributes,
   uuid4,
+  workflowInfo,
 } from '@temporalio/workflow';
 import type { DataPlaneActivities } from '../activities/dataPlane.js';
 import { isUnissuedEdr, redact, unissuedEdr, withProperty, type DataAddress } from '../src/DataAddress.js';
@@ -92,6 +94,10 @@ interface ReleaseRound {
 }
 
 const local = proxyLocalActivities<DataPlaneActivities>({ startToCloseTimeout: '10s', retry: { maximumAttempts: 5 } });
+const metrics = {
+  transitions: metricMeter.createCounter('ferry_dataflow_transitions', 'transitions', 'DataFlow state changes, by state and role'),
+  defects: metricMeter.createCounter('ferry_workflow_defects', 'defects', 'illegal transitions refused (bugs)'),
+};
 const key = (s: Step): string => `${s.provisioner}/${s.side}`;
 const IDLE: DataFlowState[] = ['RECEIVED', 'PROVISIONED', 'SUSPENDED', 'FAILED', 'DEPROVISIONED', 'DEPROVISION_FAILED'];
 
@@ -124,7 +130,8 @@ class DataFlow {
   private readonly defects: string[] = [];
   private readonly callbacks: DataPlaneCallback[] = [];
   private idleIn: DataFlowState | undefined;
-  private upserted: DataFlowState | undefined;
+  /** Set at start by the caller (RECEIVED): no upsert until the state changes. */
+  private upserted: DataFlowState | undefined = workflowInfo().typedSearchAttributes.get(DataFlowStateAttr) as DataFlowState | undefined;
   private readonly waits = new Waits();
   private readonly machine: Machine<DataFlowState, DataFlowEvent, DataFlowAction, DataFlowGuard>;
 
@@ -300,7 +307,8 @@ class DataFlow {
     if (!step) return this.provisionDone();
     round.current = { ...step, pending: false };
     const address = this.effective[step.side];
-    const acts = proxyActivities<DataPlaneActivities>({
+    // local activities: one marker each, answered within the workflow task
+    const acts = proxyLocalActivities<DataPlaneActivities>({
       startToCloseTimeout: '2m',
       retry: { maximumAttempts: this.settings.provisionMaxAttempts, initialInterval: '1s', backoffCoefficient: 2, maximumInterval: '1m' },
       summary: `provision ${step.side} with ${step.provisioner}`,
@@ -579,9 +587,10 @@ class DataFlow {
     const round: ReleaseRound = { kind: 'release', id: uuid4(), reason, running: new Set(), awaited: new Set(), early: new Map() };
     this.round = round;
     this.enter('DEPROVISIONING');
-    const acts = proxyActivities<DataPlaneActivities>({
+    const acts = proxyLocalActivities<DataPlaneActivities>({
       startToCloseTimeout: '2m',
       retry: { maximumAttempts: this.settings.provisionMaxAttempts, initialInterval: '1s', backoffCoefficient: 2, maximumInterval: '1m' },
+      summary: `release (${reason})`,
     });
     for (const r of resources) {
       const step: Step = { provisioner: r.provisioner, side: r.side };
@@ -686,7 +695,7 @@ class DataFlow {
   private sendCallback(): void {
     if (this.waits.running('callback-out') || !this.callbacks.length) return;
     const cb = this.callbacks[0]!;
-    const acts = proxyActivities<DataPlaneActivities>({
+    const acts = proxyLocalActivities<DataPlaneActivities>({
       startToCloseTimeout: '30s',
       retry: { maximumAttempts: this.settings.callbackMaxAttempts, initialInterval: '1s', backoffCoefficient: 2, maximumInterval: '30s' },
       summary: `tell the control plane: ${cb.op} ${cb.ok ? 'done' : 'failed'}`,
@@ -720,11 +729,13 @@ class DataFlow {
       if (!(e instanceof IllegalTransitionError)) throw e;
       this.defects.push(`${e.message} (${note ?? 'no note'})`);
       log.error('DataFlow defect', { flowId: this.input.flowId, defect: e.message });
+      metrics.defects.add(1, { workflow: 'DataFlow' });
       return;
     }
     this.state = to;
     this.history.push({ state: to, at: now(), ...(note ? { note } : {}) });
     log.info('DataFlow transition', { flowId: this.input.flowId, state: to, note });
+    metrics.transitions.add(1, { state: to, role: this.input.role });
   }
 
   private note(text: string): void {
@@ -749,12 +760,13 @@ class DataFlow {
   }
 
   private waitingFor(): string | undefined {
+    const at = (name: string) => this.waits.firesAt(name)?.toISOString().replace('T', ' ').slice(0, 19);
     const r = this.round;
-    if (r?.kind === 'provision' && r.current) return r.current.pending ? `waiting for provisioner ${r.current.provisioner} to call back` : `provisioning with ${r.current.provisioner}`;
-    if (r?.kind === 'release') return r.awaited.size ? `waiting for ${[...r.awaited].join(', ')} to call back` : `releasing ${[...r.running].join(', ')}`;
+    if (r?.kind === 'provision' && r.current) return r.current.pending ? `waiting for provisioner ${r.current.provisioner} to call back until ${at('callback')}` : `provisioning with ${r.current.provisioner}`;
+    if (r?.kind === 'release') return r.awaited.size ? `waiting for ${[...r.awaited].join(', ')} to call back until ${at('callback')}` : `releasing ${[...r.running].join(', ')}`;
     if (this.transfer) return this.transfer.stopping ? 'waiting for the transfer to stop' : 'bytes moving';
-    if (IDLE.includes(this.state) && this.idleIn) return `waiting for the control plane (idle timeout ${this.settings.idleTimeout})`;
-    return undefined;
+    if (IDLE.includes(this.state) && this.idleIn) return `waiting for the control plane; ends TERMINATED at ${at('idle')} (idle timeout ${this.settings.idleTimeout})`;
+    return this.reason;
   }
 
   private status(): DataFlowStatus {

@@ -1,5 +1,6 @@
 import {
   ActivityCancellationType,
+  ActivityFailure,
   allHandlersFinished,
   ApplicationFailure,
   condition,
@@ -7,8 +8,10 @@ import {
   patched,
   proxyActivities,
   proxyLocalActivities,
+  metricMeter,
   setCurrentDetails,
   setHandler,
+  upsertMemo,
   upsertSearchAttributes,
   uuid4,
   workflowInfo,
@@ -39,6 +42,8 @@ import {
   TransferRoleAttr,
   TransferStateAttr,
   TransferTypeAttr,
+  TRANSFER_FAILED,
+  transferLinks,
   type DataPlaneCallback,
   type DataPlaneRef,
   type ReasonArgs,
@@ -119,7 +124,20 @@ interface Ending {
   /** What the counterparty is told: the operator's words, or a generic reason with a reference. */
   told?: string;
   waitForRelease: boolean;
+  /** Something failed here (not a termination someone asked for): the workflow closes as failed. */
+  failed?: boolean;
 }
+
+/** Workflow metrics (through the worker's runtime): emitted live, never on replay. */
+const metrics = {
+  transitions: metricMeter.createCounter('ferry_transfer_transitions', 'transitions', 'TransferProcess state changes, by state and role'),
+  stale: metricMeter.createCounter('ferry_stale_detections', 'waits', 'stale *_REQUESTED waits (the data plane did not call back in time)'),
+  retries: metricMeter.createCounter('ferry_callback_retries', 'calls', 'data-plane calls re-sent after a failed callback'),
+  defects: metricMeter.createCounter('ferry_workflow_defects', 'defects', 'illegal transitions refused (bugs)'),
+};
+
+/** Short states of work under way: not worth a search-attribute upsert of their own (see settled). */
+const UNDER_WAY: TransferProcessState[] = ['INITIAL', 'REQUESTING', 'STARTING', 'SUSPENDING', 'RESUMING', 'COMPLETING', 'TERMINATING'];
 
 const local = proxyLocalActivities<ControlPlaneActivities>({ startToCloseTimeout: '20s', retry: { maximumAttempts: 5 } });
 
@@ -145,6 +163,7 @@ class TransferProcess {
   private ending: Ending | undefined;
   private messageSeq = 0;
   private upserted: TransferProcessState | undefined;
+  private dataPlaneUpserted = false;
   private readonly waits = new Waits();
   private readonly machine: Machine<TransferProcessState, TransferProcessEvent, TransferProcessAction, TransferProcessGuard>;
 
@@ -190,13 +209,16 @@ class TransferProcess {
       if (cb.flowId !== this.input.processId) return; // not ours: ignore rather than fail the workflow
       m.post(cb.op === 'transfer' ? 'dataPlane.transferred' : 'dataPlane.calledBack', cb);
     });
-    upsertSearchAttributes([
-      { key: TransferRoleAttr, value: this.role },
-      { key: TransferTypeAttr, value: this.input.transferType },
-      { key: CounterpartyAttr, value: this.input.counterpartyAddress },
-      { key: AgreementAttr, value: this.input.agreementId },
-      { key: AssetAttr, value: this.input.assetId },
-    ]);
+    // the starter sets them (transferSearchAttributes); one started otherwise gets them here
+    if (workflowInfo().typedSearchAttributes.get(TransferRoleAttr) === undefined) {
+      upsertSearchAttributes([
+        { key: TransferRoleAttr, value: this.role },
+        { key: TransferTypeAttr, value: this.input.transferType },
+        { key: CounterpartyAttr, value: this.input.counterpartyAddress },
+        { key: AgreementAttr, value: this.input.agreementId },
+        { key: AssetAttr, value: this.input.assetId },
+      ]);
+    } else this.upserted = 'INITIAL';
   }
 
   async run(): Promise<TransferProcessResult> {
@@ -215,18 +237,27 @@ class TransferProcess {
     this.settings = this.opened.settings;
     this.source = this.opened.source;
     this.dataPlane = this.opened.dataPlane;
-    if (this.dataPlane) upsertSearchAttributes([{ key: DataPlaneAttr, value: this.dataPlane.id }]);
+
     // the first step before anything that came meanwhile: a terminate then finds a call to wait for
     this.begin();
     this.machine.open();
     await condition(() => isFinalTransferProcessState(this.state));
     await condition(allHandlersFinished);
-    return { state: this.state, reason: this.reason ?? this.state };
+    const reason = this.reason ?? this.state;
+    // a failure shows in Temporal's failure views; an asked-for termination and a completion do not
+    if (this.state === 'TERMINATED' && this.ending?.failed) {
+      throw ApplicationFailure.create({ type: TRANSFER_FAILED, message: reason, nonRetryable: true, details: [{ state: this.state, reason }] });
+    }
+    return { state: this.state, reason };
   }
 
   /** The seed's first two rows: the consumer prepares its data plane, the provider starts its own. */
   private begin(): void {
-    if (this.opened!.refusal) return this.fail(`cannot open transfer: ${this.opened!.refusal}`, { tell: this.role === 'PROVIDER' });
+    if (this.opened!.refusal) {
+      // a request that waits for our answer (in-cluster) hears the refusal itself; a DSP consumer is told by a termination
+      const answered = this.machine.holding('peer.request');
+      return this.fail(`cannot open transfer: ${this.opened!.refusal}`, { tell: this.role === 'PROVIDER' && !answered });
+    }
     if (this.role === 'CONSUMER') {
       // INITIAL --prepare--> PREPARATION_REQUESTED | REQUESTING, then the request
       return this.callDataPlane(
@@ -288,7 +319,7 @@ class TransferProcess {
       case 'took':
         return this.took(data as { providerPid?: string } | undefined);
       case 'notTaken':
-        return this.notTaken(data as string);
+        return this.notTaken(data as { why: string; refused: boolean });
       case 'alarm':
         return this.alarm(data as WatchAlarm);
     }
@@ -361,7 +392,7 @@ class TransferProcess {
         : this.role === 'PROVIDER'
           ? `no start command within ${s.counterpartyTimeout}`
           : `provider did not start within ${s.counterpartyTimeout}`;
-    this.end({ reason: why, told: why, waitForRelease: true });
+    this.end({ reason: why, told: why, waitForRelease: true, failed: true });
   }
 
   private alarm(a: WatchAlarm): void {
@@ -399,7 +430,8 @@ class TransferProcess {
     const call = this.call!;
     call.sent = true;
     const retry = { maximumAttempts: this.settings.activityMaxAttempts, initialInterval: '1s', backoffCoefficient: 2, maximumInterval: '1m' };
-    const acts = proxyActivities<ControlPlaneActivities>({ startToCloseTimeout: '30s', retry, summary: `${call.op} on data plane ${this.dataPlane!.id}` });
+    // a local activity: one marker in the history, and its answer comes in the same workflow task
+    const acts = proxyLocalActivities<ControlPlaneActivities>({ startToCloseTimeout: '30s', retry, summary: `${call.op} on data plane ${this.dataPlane!.id}` });
     this.waits.call(
       'dataPlane',
       () => acts.callDataPlane({ flow: this.flow(), taskQueue: this.dataPlane!.taskQueue, ...(call as DataPlaneCall) }),
@@ -466,19 +498,21 @@ class TransferProcess {
     }
     const wait = backoffMs(call.failures, this.settings.retryInitialInterval, this.settings.retryMaximumInterval);
     this.note(`data plane failed ${call.op} (${this.error}); retry ${call.failures}/${this.settings.callbackRetries} in ${wait} ms`);
+    metrics.retries.add(1, { op: call.op, role: this.role });
     this.waits.timer('retry', wait, `retry ${call.op} (${call.failures}/${this.settings.callbackRetries})`, () => this.machine.post('timer.retry'));
   }
 
   private staleCheck(): void {
     const call = this.call!;
     call.stale++;
+    metrics.stale.add(1, { op: call.op, role: this.role });
     if (call.stale > this.settings.staleRetries) {
       this.call = undefined;
       const reason = `data plane did not answer ${call.op} after ${call.stale} waits of ${this.settings.requestedTimeout}`;
       if (call.op === 'terminate') return this.afterTerminateCall(reason);
       return this.fail(reason, { tell: true, dataPlaneFailed: true });
     }
-    const acts = proxyActivities<ControlPlaneActivities>({ startToCloseTimeout: '30s', retry: { maximumAttempts: 3 }, summary: `ask data plane ${this.dataPlane!.id} about a stale ${call.op}` });
+    const acts = proxyLocalActivities<ControlPlaneActivities>({ startToCloseTimeout: '30s', retry: { maximumAttempts: 3 }, summary: `ask data plane ${this.dataPlane!.id} about a stale ${call.op}` });
     this.waits.call(
       'probe',
       () => acts.dataFlowState({ flow: this.flow() }),
@@ -511,7 +545,8 @@ class TransferProcess {
     this.sending = { type, then, ...(note ? { note } : {}) };
     const messageId = `${this.self}/${++this.messageSeq}`;
     const budget = this.settings.counterpartyRetryBudget;
-    const acts = proxyActivities<ControlPlaneActivities>({
+    // local: one marker when it goes through at once; longer backoffs become timers (localRetryThreshold)
+    const acts = proxyLocalActivities<ControlPlaneActivities>({
       startToCloseTimeout: '1m',
       scheduleToCloseTimeout: budget,
       retry: { initialInterval: '1s', backoffCoefficient: 2, maximumInterval: '1m' },
@@ -526,7 +561,7 @@ class TransferProcess {
       'send',
       run as () => Promise<{ providerPid?: string } | void>,
       (answer) => this.machine.post('counterparty.took', answer ?? undefined),
-      (e) => this.machine.post('counterparty.unreachable', message(e)),
+      (e) => this.machine.post('counterparty.unreachable', { why: message(e), refused: refusedByCounterparty(e) }),
       // the termination message is the last word: a terminate never cuts it short
       { cancellable: type !== 'TransferTerminationMessage' },
     );
@@ -539,16 +574,20 @@ class TransferProcess {
     this.enter(sent.then, sent.type === 'TransferRequestMessage' ? `provider process ${this.counterpartyPid}` : sent.note);
   }
 
-  private notTaken(why: string): void {
+  private notTaken({ why, refused }: { why: string; refused: boolean }): void {
     const sent = this.sending!;
     this.sending = undefined;
-    const what = `counterparty did not take ${sent.type}: ${why}`;
+    const what = `counterparty ${refused ? 'refused' : 'did not take'} ${sent.type}: ${why}`;
     switch (sent.type) {
       case 'TransferTerminationMessage':
         this.note(what);
         return this.enter('TERMINATED', this.reason);
       case 'TransferCompletionMessage':
-        // the bytes were delivered: never TERMINATED for want of telling the counterparty
+        if (refused) {
+          // it ended the transfer otherwise (it was terminating): both sides end TERMINATED
+          return this.end({ reason: what, waitForRelease: true });
+        }
+        // unreachable: the bytes were delivered; never TERMINATED for want of telling the counterparty
         this.error = what;
         return this.enter('COMPLETED', `${this.reason}; ${what}`);
       case 'TransferRequestMessage':
@@ -569,6 +608,7 @@ class TransferProcess {
       reason: opts.tell ? `${reason} (ref ${ref})` : reason,
       ...(opts.tell ? { told: `the ${this.role === 'PROVIDER' ? 'provider' : 'consumer'} could not go on with the transfer (ref ${ref})` } : {}),
       waitForRelease: !opts.dataPlaneFailed,
+      failed: true,
     });
   }
 
@@ -621,11 +661,13 @@ class TransferProcess {
       // a bug: keep the process alive and make it loud (status, log); the model tests look for these
       this.defects.push(`${e.message} (${note ?? 'no note'})`);
       log.error('TransferProcess defect', { processId: this.input.processId, defect: e.message });
+      metrics.defects.add(1, { workflow: 'TransferProcess' });
       return;
     }
     this.state = to;
     this.history.push({ state: to, at: now(), ...(note ? { note } : {}) });
     log.info('TransferProcess transition', { processId: this.input.processId, state: to, note });
+    metrics.transitions.add(1, { state: to, role: this.role });
     if (from === 'STARTED') this.waits.stop('watch');
     if (from === 'REQUESTED' || from === 'SUSPENDED') this.waits.stop('deadline');
     this.onEntry(to);
@@ -672,27 +714,47 @@ class TransferProcess {
     this.history.push({ state: this.state, at: now(), note: text });
   }
 
+  /**
+   * The four workflows of a transfer, linked in the memo (the Web UI shows it). The starter sets
+   * what it knows (transferLinks); the consumer adds the provider's once its request was answered.
+   */
+  private linked = !!workflowInfo().memo?.counterpartyWorkflowId || !!workflowInfo().memo?.counterpartyProcess;
+  private link(): void {
+    if (this.linked || !this.counterpartyPid) return;
+    this.linked = true;
+    upsertMemo(transferLinks({ ...this.input, counterpartyPid: this.counterpartyPid }));
+  }
+
   /** After each batch of events: one search-attribute upsert per state change, and the current details. */
   private settled(): void {
-    if (this.upserted !== this.state) {
+    // Search attributes follow the states a process waits or rests in; the under-way states
+    // (…ING) last a moment and show in status and current details only: one upsert each saved.
+    if (this.upserted !== this.state && !UNDER_WAY.includes(this.state)) {
+      const dataPlane = this.dataPlane && !this.dataPlaneUpserted ? [{ key: DataPlaneAttr, value: this.dataPlane.id }] : [];
       this.upserted = this.state;
-      upsertSearchAttributes([{ key: TransferStateAttr, value: this.state }]);
+      this.dataPlaneUpserted = !!this.dataPlane;
+      upsertSearchAttributes([{ key: TransferStateAttr, value: this.state }, ...dataPlane]);
     }
+    this.link();
     setCurrentDetails(`${this.state}${this.waitingFor() ? ` — ${this.waitingFor()}` : ''}`);
   }
 
   private waitingFor(): string | undefined {
-    if (this.call) return this.call.sent ? `calling ${this.call.op} on data plane ${this.dataPlane?.id}` : `waiting for data plane ${this.dataPlane?.id} to call back ${callbackOp(this.call.op)}`;
-    if (this.sending) return `telling the counterparty (${this.sending.type})`;
+    const at = (name: string) => this.waits.firesAt(name)?.toISOString().replace('T', ' ').slice(0, 19);
+    const call = this.call;
+    if (call?.sent) return `calling ${call.op} on data plane ${this.dataPlane?.id}`;
+    if (call && this.waits.running('retry')) return `data plane ${this.dataPlane?.id} failed ${call.op}; re-sending it at ${at('retry')} (${call.failures}/${this.settings.callbackRetries})`;
+    if (call) return `waiting for data plane ${this.dataPlane?.id} to call back ${callbackOp(call.op)}; stale check at ${at('stale') ?? 'now'} (${call.stale + 1}/${this.settings.staleRetries + 1})`;
+    if (this.sending) return `telling the counterparty (${this.sending.type}), retried until ${this.settings.counterpartyRetryBudget} have passed`;
     switch (this.state) {
       case 'REQUESTED':
-        return this.role === 'PROVIDER' ? 'waiting for a start command' : 'waiting for the provider to start';
+        return `${this.role === 'PROVIDER' ? 'waiting for a start command' : 'waiting for the provider to start'}; ends TERMINATED at ${at('deadline')}`;
       case 'SUSPENDED':
-        return 'waiting for a resume';
+        return `resumes, or ends TERMINATED at ${at('deadline')}`;
       case 'STARTED':
-        return this.pull ? 'the consumer pulls' : 'bytes moving';
+        return `${this.pull ? 'the consumer pulls' : 'bytes moving'}; watchdog every ${this.settings.watchdogInterval}`;
       default:
-        return undefined;
+        return this.reason;
     }
   }
 
@@ -774,5 +836,8 @@ class TransferProcess {
 
 /** The callback that answers a call: a resume is answered as a start. */
 const callbackOp = (op: DataPlaneOp): DataPlaneCallback['op'] => (op === 'resume' ? 'start' : op === 'complete' ? 'transfer' : op);
+
+/** The counterparty answered and said no (as opposed to: it could not be reached). */
+const refusedByCounterparty = (e: unknown): boolean => e instanceof ActivityFailure && e.cause instanceof ApplicationFailure && e.cause.type === 'CounterpartyRejected';
 
 const reasonsOf = (msg: ProcessMessage): string => ('reason' in msg && msg.reason.length ? msg.reason.join('; ') : 'no reason given');

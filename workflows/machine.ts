@@ -72,6 +72,11 @@ export class Machine<S extends string, E extends string, A extends string, G ext
     return new Promise((resolve, reject) => this.post(event, data, { resolve, reject }));
   }
 
+  /** Is an event of this kind waiting for the machine to open? */
+  holding(event: E): boolean {
+    return !!this.#held?.some((e) => e.event === event);
+  }
+
   /** From now on events are handled; those that came before are handled now, in order. */
   open(): void {
     const held = this.#held ?? [];
@@ -137,14 +142,14 @@ export class Machine<S extends string, E extends string, A extends string, G ext
  */
 export class Waits {
   #seq = 0;
-  readonly #current = new Map<string, { id: number; scope?: CancellationScope }>();
+  readonly #current = new Map<string, { id: number; scope?: CancellationScope; at?: number }>();
 
   /** A timer: `onFire` runs when it fires (unless cancelled or replaced first). */
   timer(name: string, ms: number, summary: string, onFire: () => void): void {
     this.stop(name);
     const id = ++this.#seq;
     const scope = new CancellationScope();
-    this.#current.set(name, { id, scope });
+    this.#current.set(name, { id, scope, at: Date.now() + ms });
     scope.run(() => sleep(Math.max(1, ms), { summary })).then(
       () => {
         if (this.#current.get(name)?.id !== id) return;
@@ -182,6 +187,12 @@ export class Waits {
 
   running(name: string): boolean {
     return this.#current.has(name);
+  }
+
+  /** When a running timer fires (workflow time), for the details an operator reads. */
+  firesAt(name: string): Date | undefined {
+    const at = this.#current.get(name)?.at;
+    return at === undefined ? undefined : new Date(at);
   }
 
   /** Asks a cancellable wait to stop; its outcome (usually a cancellation) still arrives. */

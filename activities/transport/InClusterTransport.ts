@@ -9,7 +9,16 @@ import {
 import { dspStateOf, FINAL_STATE_OF, type DspState, type ProcessMessage, type TransferRequestMessage } from '../../src/dsp.js';
 import { controlPlaneTaskQueue, IN_CLUSTER_SCHEME, transferProcessWorkflowId } from '../../src/ids.js';
 import { providerPidFor, type ProcessMemo } from '../../src/processStart.js';
-import { counterpartyMessageUpdate, requestUpdate, TransferProcessInputSchema, transferProcessStatusQuery, type TransferProcessInput } from '../../src/TransferProcess.js';
+import {
+  counterpartyMessageUpdate,
+  requestUpdate,
+  transferLinks,
+  TransferProcessInputSchema,
+  transferProcessStatusQuery,
+  transferSearchAttributes,
+  transferSummary,
+  type TransferProcessInput,
+} from '../../src/TransferProcess.js';
 import { CounterpartyRejected, type CounterpartyTransport, type SendOptions } from '../../src/Transport.js';
 
 /**
@@ -61,7 +70,9 @@ export class InClusterTransport implements CounterpartyTransport {
           workflowId,
           taskQueue: controlPlaneTaskQueue(provider),
           args: [input],
-          memo: { ...memo },
+          ...transferSummary(input),
+          typedSearchAttributes: transferSearchAttributes(input),
+          memo: { ...transferLinks(input), ...memo },
           workflowIdConflictPolicy: 'USE_EXISTING',
           workflowIdReusePolicy: 'REJECT_DUPLICATE',
         }),

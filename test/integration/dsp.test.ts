@@ -181,8 +181,10 @@ describe('the binding answers bad requests with its status codes, state unchange
     expect(second.status).toBe(201);
     expect(second.body?.providerPid).toBe(first.body?.providerPid);
     expect(first.body).toMatchObject({ '@type': 'TransferProcess', consumerPid: 'resent-1', state: 'REQUESTED' });
-    const runs = await provider.client.workflow.count(`WorkflowId = 'transfer-provider-${String(first.body?.providerPid)}'`);
-    expect(runs.count).toBe(1);
+    // visibility is eventually consistent: wait until it lists the process, then it must list one run only
+    const count = async () => (await provider.client.workflow.count(`WorkflowId = 'transfer-provider-${String(first.body?.providerPid)}'`)).count;
+    await expect.poll(count, { timeout: 30_000 }).toBeGreaterThan(0);
+    expect(await count()).toBe(1);
     // the provider goes on: it starts and tells our (unknown to the consumer) process; that is refused, so it terminates
     expect((await provider.ferry.result('provider', String(first.body?.providerPid))).state).toBe('TERMINATED');
   });

@@ -167,11 +167,11 @@ describe('bad input', () => {
     expect((await cluster.ferry.result('flaky', processId)).state).toBe('COMPLETED');
   });
 
-  it('an unknown asset: the provider terminates with the reason and tells the consumer', async () => {
+  it('an asset the agreement does not cover (unknown to the provider): the provider refuses with the reason and the consumer hears it', async () => {
     flaky.setMode('async');
     const { processId } = await cluster.ferry.startTransfer({ ...request('flaky', 'no-such-asset', undefined), assetId: 'missing' });
     const result = await cluster.ferry.result('flaky', processId);
     expect(result.state).toBe('TERMINATED');
-    expect(result.reason).toMatch(/unknown asset missing/);
+    expect(result.reason).toMatch(/agreement agreement-flaky does not cover asset missing/);
   });
 });

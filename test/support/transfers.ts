@@ -48,3 +48,12 @@ export async function historyPayloads(client: Client, workflowId: string): Promi
   const json = historyToJSON(await client.workflow.getHandle(workflowId).fetchHistory());
   return [...json.matchAll(/"data":\s*"([A-Za-z0-9+/=]+)"/g)].map((m) => Buffer.from(m[1]!, 'base64').toString('utf8')).join('\n');
 }
+
+/** What a healthy workflow shows: no defect in its status, no failed workflow task in its history. */
+export async function workflowHealth(client: Client, workflowId: string): Promise<{ defects: string[]; taskFailures: string[] }> {
+  const handle = client.workflow.getHandle(workflowId);
+  const status = (await handle.query('status')) as { defects?: string[] };
+  const history = await handle.fetchHistory();
+  const taskFailures = (history.events ?? []).flatMap((e) => (e.workflowTaskFailedEventAttributes ? [e.workflowTaskFailedEventAttributes.failure?.message ?? 'workflow task failed'] : []));
+  return { defects: status.defects ?? [], taskFailures };
+}
