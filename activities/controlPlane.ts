@@ -27,7 +27,7 @@ import {
 import type { DataFlowState } from '../src/DataFlowState.js';
 import type { ControlPlaneConfig } from '../src/config.js';
 import { counterpartyOwning, type ProcessMessage, type TransferRequestMessage } from '../src/dsp.js';
-import { dataFlowWorkflowId, dataPlaneTaskQueue, IN_CLUSTER_SCHEME } from '../src/ids.js';
+import { DATA_FLOW_WORKFLOW, dataFlowWorkflowId, dataPlaneTaskQueue, IN_CLUSTER_SCHEME } from '../src/ids.js';
 import { TransferSettingsSchema, type TransferSettings, type TransferSettingsOverrides } from '../src/settings.js';
 import type { DataPlaneRef, TransferProcessInput, WatchAlarm } from '../src/TransferProcess.js';
 import { CounterpartyRejected, type CounterpartyTransport } from '../src/Transport.js';
@@ -272,7 +272,7 @@ export function createControlPlaneActivities(deps: ControlPlaneDeps) {
         if (req.op === 'prepare' || req.op === 'start') {
           return await client.workflow.executeUpdateWithStart(req.op === 'prepare' ? prepareUpdate : startUpdate, {
             args: [req.message],
-            startWorkflowOperation: new WithStartWorkflowOperation('dataFlowWorkflow', {
+            startWorkflowOperation: new WithStartWorkflowOperation(DATA_FLOW_WORKFLOW, {
               workflowId,
               taskQueue: req.taskQueue,
               args: [req.flow],

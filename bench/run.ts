@@ -1,202 +1,181 @@
-import { randomFillSync } from 'node:crypto';
-import { createReadStream, createWriteStream } from 'node:fs';
-import { copyFile as fsCopyFile, mkdir, mkdtemp, open, rm, stat } from 'node:fs/promises';
+import { execFileSync } from 'node:child_process';
+import { existsSync } from 'node:fs';
+import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
-import { createServer } from 'node:http';
-import type { AddressInfo } from 'node:net';
-import { Readable } from 'node:stream';
-import { pipeline } from 'node:stream/promises';
-import { EdrTokens } from '../activities/pull/EdrTokens.js';
-import { PullSessions } from '../activities/pull/PullSessions.js';
-import { copyFile } from '../activities/transfer/FileTransfer.js';
-import { Keyring } from '../src/keys.js';
-import { startPublicApiServer } from '../worker/publicApiServer.js';
+import { parseArgs } from 'node:util';
+import { killAll } from '../test/support/processes.js';
+import { installRuntime } from '../worker/runtime.js';
+import type { ConcurrencySeries } from './cost.js';
+import { BenchEnv } from './env.js';
+import type { TransferHistories } from './history.js';
+import { concurrencySvg, historyMarkdown, markdownTable, textTable } from './report.js';
+import { GOALS, type BenchContext, type BenchMode, type BenchRow, type Goal } from './types.js';
 
 /**
- * `npm run bench`: File→File throughput of the data plane's `copyFile` (sha256, fsync, atomic rename,
- * re-read verification) against two plain copies of the same file; and an HttpData pull through the
- * data plane's public endpoint (token check, streamed File source) against a plain Node.js HTTP file
- * server, both downloaded over loopback into a file. Measured in the same run and interleaved so that
- * disk and cache conditions hit every method alike. (The pull's per-request check of the DataFlow is
- * a Temporal query in production; here it answers in-process, so the ratio is that of the data path.)
- *
- *   BENCH_MB    file size in MiB (default 256)
- *   BENCH_REPS  measured repetitions per method (default 5; one extra warm-up round is discarded)
- *   BENCH_DIR   where the temp files go (default the OS temp dir)
- *   --json      print the results as JSON too
+ * `npm run bench`: every goal of issue 12 as a row with ferry's figure, a baseline measured in the
+ * same run, and their ratio. Prints the table, writes bench/results/latest.{json,md,svg} (and a
+ * timestamped JSON). Options:
+ *   --quick          smoke run: tiny sizes, few iterations (about a minute)
+ *   --full           the issue's sizes and counts (10,000 concurrent transfers; long)
+ *   --only GOAL      one goal (repeatable, or comma-separated): cost, latency, history, datapath, scale, edc
+ *   --scale N        concurrent transfers for the scale goal (default: quick 10, normal 200, full 10000)
+ *   --out DIR        where the results go (default bench/results)
+ *   --no-edc         skip the Eclipse EDC comparison even where Java and Maven are present
  */
 
-const MiB = 1024 * 1024;
+const HERE = import.meta.dirname;
 
-function positiveInt(name: string, fallback: number): number {
-  const raw = process.env[name];
-  if (raw === undefined || raw === '') return fallback;
-  const n = Number(raw);
-  if (!Number.isInteger(n) || n <= 0) {
-    console.error(`${name} must be a positive integer, got ${JSON.stringify(raw)}`);
-    process.exit(2);
-  }
-  return n;
+function options(argv: string[]) {
+  const { values } = parseArgs({
+    args: argv,
+    options: {
+      quick: { type: 'boolean', default: false },
+      full: { type: 'boolean', default: false },
+      only: { type: 'string', multiple: true },
+      scale: { type: 'string' },
+      out: { type: 'string' },
+      'no-edc': { type: 'boolean', default: false },
+      json: { type: 'boolean', default: false },
+    },
+  });
+  if (values.quick && values.full) throw new Error('--quick and --full exclude each other');
+  const only = (values.only ?? []).flatMap((s) => s.split(',')).map((s) => s.trim()).filter(Boolean);
+  for (const g of only) if (!(GOALS as readonly string[]).includes(g)) throw new Error(`--only ${g}: unknown goal; goals: ${GOALS.join(', ')}`);
+  const scale = values.scale === undefined ? undefined : Number(values.scale);
+  if (scale !== undefined && !(Number.isInteger(scale) && scale > 0)) throw new Error(`--scale must be a positive integer, got ${values.scale}`);
+  const mode: BenchMode = values.quick ? 'quick' : values.full ? 'full' : 'normal';
+  return {
+    mode,
+    goals: RUN_ORDER.filter((g) => !only.length || only.includes(g)),
+    ...(scale ? { scale } : {}),
+    out: path.resolve(values.out ?? path.join(HERE, 'results')),
+    edc: !values['no-edc'],
+    json: values.json,
+  };
 }
 
-const sizeMiB = positiveInt('BENCH_MB', 256);
-const reps = positiveInt('BENCH_REPS', 5);
-const json = process.argv.includes('--json');
-const bytes = sizeMiB * MiB;
+/** history first (its probe transfer sizes the cost goal's baseline), the Temporal goals together, the disk-heavy one after them. */
+const RUN_ORDER: Goal[] = ['history', 'latency', 'cost', 'scale', 'datapath', 'edc'];
 
-interface Method {
-  name: string;
-  /** Copies the source file once; `i` makes the output unique. Returns the output path (removed after timing). */
-  run(i: number): Promise<string>;
-}
-
-async function writeSource(file: string): Promise<void> {
-  const fh = await open(file, 'w');
-  try {
-    const chunk = Buffer.allocUnsafe(4 * MiB);
-    for (let written = 0; written < bytes; ) {
-      const n = Math.min(chunk.length, bytes - written);
-      randomFillSync(chunk, 0, n);
-      await fh.write(chunk, 0, n, written);
-      written += n;
-    }
-    await fh.sync();
-  } finally {
-    await fh.close();
-  }
-}
-
-const median = (xs: number[]): number => {
-  const s = [...xs].sort((a, b) => a - b);
-  const mid = Math.floor(s.length / 2);
-  return s.length % 2 ? s[mid]! : (s[mid - 1]! + s[mid]!) / 2;
-};
-
-const mbps = (ms: number): number => bytes / 1e6 / (ms / 1000);
+const skipped = (goal: Goal, why: string): BenchRow => ({ goal, measure: `${goal}: not measured`, ferry: null, baseline: null, ratio: null, unit: '', note: why });
 
 async function main(): Promise<void> {
-  const root = await mkdtemp(path.join(process.env.BENCH_DIR ?? os.tmpdir(), 'ferry-bench-'));
-  const closers: (() => Promise<void>)[] = [];
+  const opts = options(process.argv.slice(2));
+  installRuntime();
+  const log = (m: string) => process.stderr.write(`${m}\n`);
+  const started = new Date();
+  const root = await mkdtemp(path.join(os.tmpdir(), 'ferry-bench-'));
+  const extras: Record<string, unknown> = {};
+  const env = new BenchEnv(log);
+  const rows: BenchRow[] = [];
+  let stopping = false;
   const cleanup = async () => {
-    for (const close of closers) await close().catch(() => undefined);
+    killAll(); // worker processes of the scale goal, EDC's JVMs
+    await env.shutdown().catch((e: unknown) => log(`shutdown: ${String(e)}`));
     await rm(root, { recursive: true, force: true });
   };
   const onSignal = () => {
+    if (stopping) return;
+    stopping = true;
     void cleanup().finally(() => process.exit(130));
   };
   process.once('SIGINT', onSignal);
   process.once('SIGTERM', onSignal);
+  log(`ferry bench (${opts.mode}): ${opts.goals.join(', ')}; node ${process.version}, ${os.cpus().length} CPUs, load ${os.loadavg().map((l) => l.toFixed(2)).join(' ')}`);
 
-  try {
-    const source = path.join(root, 'src', 'data.bin');
-    await mkdir(path.dirname(source), { recursive: true });
-    await mkdir(path.join(root, 'out'), { recursive: true });
-    console.log(`ferry bench: ${sizeMiB} MiB file, ${reps} runs per method (+1 warm-up), node ${process.version}, ${os.cpus().length} CPUs`);
-    console.log(`temp dir ${root}`);
-    await writeSource(source);
-
-    // the pull's public endpoint, and a plain file server as its baseline
-    const tokens = new EdrTokens(Keyring.generate('bench'), 'bench-dp', 3_600_000);
-    const { token, claims } = await tokens.issue({ flowId: 'bench', workflowId: 'dataflow-bench' });
-    const api = await startPublicApiServer({
-      host: '127.0.0.1',
-      port: 0,
-      access: async () => ({ state: 'STARTED', liveTokenIds: [claims.tokenId], source: { endpointType: 'File', endpoint: 'src/data.bin', endpointProperties: [] } }),
-      tokens,
-      sessions: new PullSessions(),
-      fileRoot: root,
-    });
-    const plain = createServer((_req, res) => {
-      res.writeHead(200, { 'content-length': String(bytes) });
-      void pipeline(createReadStream(source, { highWaterMark: 256 * 1024 }), res).catch(() => res.destroy());
-    });
-    await new Promise<void>((r) => plain.listen(0, '127.0.0.1', r));
-    closers.push(() => api.close(), () => new Promise<void>((r) => plain.close(() => r())));
-    const download = async (url: string, out: string, headers: Record<string, string> = {}) => {
-      const res = await fetch(url, { headers });
-      if (res.status !== 200 || !res.body) throw new Error(`GET ${url} answered ${res.status}`);
-      await pipeline(Readable.fromWeb(res.body as import('node:stream/web').ReadableStream), createWriteStream(out));
-      return out;
-    };
-    const plainUrl = `http://127.0.0.1:${(plain.address() as AddressInfo).port}/`;
-
-    const methods: Method[] = [
-      {
-        name: 'copyFile',
-        async run(i) {
-          const result = await copyFile({
-            root,
-            source: { endpointType: 'File', endpoint: 'src/data.bin', endpointProperties: [] },
-            destination: { endpointType: 'File', endpoint: `out/copyFile-${i}`, endpointProperties: [] },
-          });
-          if (result.bytes !== bytes) throw new Error(`copyFile copied ${result.bytes} bytes, expected ${bytes}`);
-          return path.dirname(result.file);
-        },
-      },
-      {
-        name: 'pipeline',
-        async run(i) {
-          const out = path.join(root, 'out', `pipeline-${i}.bin`);
-          await pipeline(createReadStream(source), createWriteStream(out));
-          return out;
-        },
-      },
-      {
-        name: 'fs.copyFile',
-        async run(i) {
-          const out = path.join(root, 'out', `fscopy-${i}.bin`);
-          await fsCopyFile(source, out);
-          return out;
-        },
-      },
-      {
-        name: 'pull',
-        run: (i) => download(api.url, path.join(root, 'out', `pull-${i}.bin`), { authorization: token }),
-      },
-      {
-        name: 'http',
-        run: (i) => download(plainUrl, path.join(root, 'out', `http-${i}.bin`)),
-      },
-    ];
-
-    const samples = new Map<string, number[]>(methods.map((m) => [m.name, []]));
-    for (let round = 0; round <= reps; round++) {
-      // Rotate the order each round so no method always runs right after another's writes.
-      const order = methods.map((_, k) => methods[(k + round) % methods.length]!);
-      for (const m of order) {
-        const t0 = performance.now();
-        const out = await m.run(round);
-        const ms = performance.now() - t0;
-        if (m.name !== 'copyFile' && (await stat(out)).size !== bytes) throw new Error(`${m.name} produced a file of the wrong size`);
-        await rm(out, { recursive: true, force: true });
-        if (round > 0) samples.get(m.name)!.push(ms);
-      }
-      process.stdout.write(round === 0 ? 'warm-up done' : ` ${round}`);
+  const goalCtx = async (goal: Goal): Promise<BenchContext> => {
+    const tmpDir = path.join(root, goal);
+    await mkdir(tmpDir, { recursive: true });
+    return { mode: opts.mode, tmpDir, log: (m) => log(`[${goal}] ${m}`), attach: (k, v) => (extras[k] = v) };
+  };
+  const temporalGoals = new Set<Goal>(['history', 'latency', 'cost']);
+  for (const goal of opts.goals) {
+    // the shared Temporal cluster is done with once its goals are; the rest measure on a quiet machine
+    if (!temporalGoals.has(goal) && env.started) await env.shutdown();
+    const ctx = await goalCtx(goal);
+    const t0 = performance.now();
+    try {
+      const produced = await runGoal(goal, ctx, env, opts, extras);
+      rows.push(...(produced.length ? produced : [skipped(goal, 'the goal produced no rows')]));
+    } catch (e) {
+      log(`[${goal}] failed: ${e instanceof Error ? (e.stack ?? e.message) : String(e)}`);
+      rows.push(skipped(goal, `failed: ${e instanceof Error ? e.message : String(e)}`.slice(0, 500)));
     }
-    process.stdout.write('\n\n');
+    log(`[${goal}] done in ${((performance.now() - t0) / 1000).toFixed(1)} s`);
+  }
+  await cleanup();
+  process.off('SIGINT', onSignal);
+  process.off('SIGTERM', onSignal);
 
-    const rows = methods.map((m) => {
-      const ms = samples.get(m.name)!;
-      return { method: m.name, medianMBps: mbps(median(ms)), minMBps: mbps(Math.max(...ms)), maxMBps: mbps(Math.min(...ms)), medianMs: median(ms) };
-    });
-    const fmt = (n: number) => n.toFixed(0).padStart(7);
-    console.log(`${'method'.padEnd(12)} ${'median'.padStart(7)} ${'min'.padStart(7)} ${'max'.padStart(7)}   MB/s (1 MB = 10^6 bytes)`);
-    for (const r of rows) console.log(`${r.method.padEnd(12)} ${fmt(r.medianMBps)} ${fmt(r.minMBps)} ${fmt(r.maxMBps)}`);
+  const finished = new Date();
+  const meta = {
+    mode: opts.mode,
+    goals: opts.goals,
+    startedAt: started.toISOString(),
+    finishedAt: finished.toISOString(),
+    commit: gitCommit(),
+    machine: { cpus: os.cpus().length, model: os.cpus()[0]?.model, memoryGiB: +(os.totalmem() / 2 ** 30).toFixed(1), loadavgAtEnd: os.loadavg(), node: process.version, platform: `${os.platform()} ${os.release()}` },
+  };
+  // the table in the issue's order of goals
+  rows.sort((a, b) => GOALS.indexOf(a.goal) - GOALS.indexOf(b.goal));
+  console.log(textTable(rows));
+  await mkdir(opts.out, { recursive: true });
+  const json = JSON.stringify({ ...meta, rows, extras }, null, 2);
+  const concurrency = extras.concurrency as ConcurrencySeries | undefined;
+  const history = extras.history as TransferHistories | undefined;
+  const mdText = [
+    `# ferry bench (${opts.mode}), ${meta.startedAt}`,
+    '',
+    `Commit ${meta.commit ?? 'unknown'}; ${meta.machine.cpus} CPUs (${meta.machine.model ?? '?'}), node ${meta.machine.node}; load average at the end ${meta.machine.loadavgAtEnd.map((l) => l.toFixed(2)).join(' ')}. Every baseline was measured in this run.`,
+    '',
+    markdownTable(rows),
+    ...(concurrency ? ['', '![latency and throughput against concurrency](latest.svg)'] : []),
+    ...(history ? ['', historyMarkdown(history)] : []),
+    '',
+  ].join('\n');
+  const stamp = meta.startedAt.replace(/[:.]/g, '-');
+  await writeFile(path.join(opts.out, 'latest.json'), json);
+  await writeFile(path.join(opts.out, `${stamp}-${opts.mode}.json`), json);
+  await writeFile(path.join(opts.out, 'latest.md'), mdText);
+  if (concurrency) await writeFile(path.join(opts.out, 'latest.svg'), concurrencySvg(concurrency, `ferry bench (${opts.mode}, ${meta.startedAt.slice(0, 16)}): a tiny File push vs minimal workflows`));
+  log(`results in ${opts.out}: latest.json, latest.md${concurrency ? ', latest.svg' : ''}, ${stamp}-${opts.mode}.json`);
+  if (opts.json) console.log(json);
+}
 
-    const by = Object.fromEntries(rows.map((r) => [r.method, r.medianMBps]));
-    const ratios = {
-      'copyFile / pipeline': by.copyFile! / by.pipeline!,
-      'copyFile / fs.copyFile': by.copyFile! / by['fs.copyFile']!,
-      'pull / http': by.pull! / by.http!,
-    };
-    console.log('');
-    for (const [name, ratio] of Object.entries(ratios)) console.log(`${name.padEnd(24)} ${ratio.toFixed(2)}`);
-    if (json) console.log(JSON.stringify({ sizeMiB, reps, node: process.version, results: rows, ratios }));
-  } finally {
-    await cleanup();
-    process.off('SIGINT', onSignal);
-    process.off('SIGTERM', onSignal);
+async function runGoal(goal: Goal, ctx: BenchContext, env: BenchEnv, opts: ReturnType<typeof options>, extras: Record<string, unknown>): Promise<BenchRow[]> {
+  switch (goal) {
+    case 'history':
+      return (await import('./history.js')).run(ctx, env);
+    case 'latency':
+      return (await import('./latency.js')).run(ctx, env);
+    case 'cost':
+      return (await import('./cost.js')).run(ctx, env);
+    case 'scale':
+      return (await import('./scale.js')).run(ctx, opts.scale);
+    case 'datapath':
+      return datapath(ctx);
+    case 'edc':
+      if (!opts.edc) return [skipped('edc', 'skipped: --no-edc')];
+      return (await import('./edc.js')).run(ctx, extras.latency as never);
+  }
+}
+
+/** bench/datapath.ts (File push vs cp, HttpData vs curl, RSS) when it exists: `export async function run(ctx): Promise<BenchRow[]>`. */
+async function datapath(ctx: BenchContext): Promise<BenchRow[]> {
+  if (!existsSync(path.join(HERE, 'datapath.ts'))) return [skipped('datapath', 'skipped: bench/datapath.ts is not there (the data-path measures are not written yet)')];
+  const specifier = './datapath.js'; // not a literal: the module may be absent, and then this is never reached
+  const mod = (await import(specifier)) as { run?: (ctx: BenchContext) => Promise<BenchRow[]>; default?: (ctx: BenchContext) => Promise<BenchRow[]> };
+  const fn = mod.run ?? mod.default;
+  if (typeof fn !== 'function') return [skipped('datapath', 'skipped: bench/datapath.ts exports no run(ctx) function')];
+  return fn(ctx);
+}
+
+function gitCommit(): string | undefined {
+  try {
+    return execFileSync('git', ['rev-parse', '--short', 'HEAD'], { cwd: HERE, stdio: ['ignore', 'pipe', 'ignore'] }).toString().trim();
+  } catch {
+    return undefined;
   }
 }
 

@@ -7,6 +7,14 @@ export const IdSchema = z
   .max(128)
   .regex(/^[A-Za-z0-9][A-Za-z0-9._-]*$/, 'ids use letters, digits, ".", "_" and "-" and start with a letter or digit');
 
+/**
+ * Workflow types. The state-table workflows run under new type names, so executions of the frozen
+ * earlier code (types `transferProcessWorkflow`, `dataFlowWorkflow`, workflows/v1) keep replaying
+ * through it, with no patch marker in every new history.
+ */
+export const TRANSFER_PROCESS_WORKFLOW = 'transferProcess';
+export const DATA_FLOW_WORKFLOW = 'dataFlow';
+
 /** One TransferProcess workflow per process: starting the same id twice reaches the same workflow. */
 export const transferProcessWorkflowId = (connectorId: string, processId: string): string =>
   `transfer-${connectorId}-${processId}`;

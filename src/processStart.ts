@@ -1,6 +1,6 @@
 import { createHash } from 'node:crypto';
 import { WorkflowExecutionAlreadyStartedError, type Client } from '@temporalio/client';
-import { controlPlaneTaskQueue, transferProcessWorkflowId } from './ids.js';
+import { controlPlaneTaskQueue, TRANSFER_PROCESS_WORKFLOW, transferProcessWorkflowId } from './ids.js';
 import { transferLinks, transferSearchAttributes, transferSummary, type TransferProcessInput } from './TransferProcess.js';
 
 /**
@@ -10,7 +10,7 @@ import { transferLinks, transferSearchAttributes, transferSummary, type Transfer
 export async function startTransferProcess(client: Client, input: TransferProcessInput, opts: { memo?: ProcessMemo } = {}): Promise<string> {
   const workflowId = transferProcessWorkflowId(input.connectorId, input.processId);
   try {
-    await client.workflow.start('transferProcessWorkflow', {
+    await client.workflow.start(TRANSFER_PROCESS_WORKFLOW, {
       workflowId,
       taskQueue: controlPlaneTaskQueue(input.connectorId),
       args: [input],

@@ -1,5 +1,5 @@
 import { execFile } from 'node:child_process';
-import { mkdtempSync, rmSync } from 'node:fs';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -11,6 +11,8 @@ import { Keyring } from '../src/keys.js';
 import { bundle, CONTROL_PLANE_WORKFLOWS, DATA_PLANE_WORKFLOWS } from '../worker/bundle.js';
 import { startControlPlaneWorker, type RunningControlPlane } from '../worker/controlPlaneWorker.js';
 import { startDataPlaneWorker, type RunningDataPlane } from '../worker/dataPlaneWorker.js';
+import { startCodecServer } from '../worker/codecServer.js';
+import { EncryptionCodec } from '../src/codec.js';
 import { startDevServer } from '../worker/devServer.js';
 
 /** The `ferry` CLI as users run it: a real child process against a real (in-memory) dev server. */
@@ -116,7 +118,7 @@ describe('ferry CLI', () => {
     expect(run.stdout).toContain('http://ui.example:8233/namespaces/default/workflows/transfer-consumer-valid-1');
 
     const description = await env.client.workflow.getHandle('transfer-consumer-valid-1').describe();
-    expect(description.type).toBe('transferProcessWorkflow');
+    expect(description.type).toBe('transferProcess');
     // the CLI encrypts what it sends: the stored input names the codec and the key, and hides the destination
     const started = (await env.client.workflow.getHandle('transfer-consumer-valid-1').fetchHistory()).events![0]!.workflowExecutionStartedEventAttributes!;
     const input = started.input!.payloads![0]!;
@@ -154,7 +156,7 @@ describe('ferry CLI', () => {
     expect(started.stderr).toBe('');
     expect(started.code).toBe(0);
     const description = await env.client.workflow.getHandle('transfer-consumer-pull-1').describe();
-    expect(description.type).toBe('transferProcessWorkflow');
+    expect(description.type).toBe('transferProcess');
     await env.client.workflow.getHandle('transfer-consumer-pull-1').terminate('test cleanup');
   });
 
@@ -174,6 +176,36 @@ describe('ferry CLI', () => {
     expect(missing.code).toBe(2);
     expect(missing.stderr).toMatch(/cannot read FERRY_CODEC_KEYS_FILE=.*nope\.keys/);
     await expect(env.client.workflow.getHandle('transfer-consumer-no-keys').describe()).rejects.toThrow(/not found/i);
+  });
+
+  it('global options go before the command too (--codec-keys-file FILE status …)', async () => {
+    const file = path.join(dataDir, 'codec.keys');
+    writeFileSync(file, codecKeys.serialize());
+    const run = await ferryWith({}, '--codec-keys-file', file, '--address', address, 'status', 'consumer', 'nope-1', '--timeout', '2');
+    expect(run.stderr).toContain('no transfer nope-1 of connector consumer');
+    expect(run.code).toBe(1);
+  });
+
+  it('with a codec server instead of keys (--codec-endpoint, --codec-auth): starts, encrypted under the server’s key; a wrong token is a clear failure', async () => {
+    const token = 'cli-codec-token-0123456789abcdef';
+    const server = await startCodecServer({ host: '127.0.0.1', port: 0, codec: new EncryptionCodec(codecKeys), tokens: [{ id: 'cli', token }], corsOrigins: [], log: () => undefined });
+    try {
+      const run = await ferryWith({ FERRY_CODEC_ENDPOINT: server.url, FERRY_CODEC_AUTH: `Bearer ${token}` }, 'start', ...REQUEST, '--dest', 'consumer/inbox', '--process-id', 'remote-1', '--address', address);
+      expect(run.stderr).toBe('');
+      expect(run.code).toBe(0);
+      const input = (await env.client.workflow.getHandle('transfer-consumer-remote-1').fetchHistory()).events![0]!.workflowExecutionStartedEventAttributes!.input!.payloads![0]!;
+      expect(Buffer.from(input.metadata!['encryption-key-id']!).toString()).toBe('cli-test');
+      await env.client.workflow.getHandle('transfer-consumer-remote-1').terminate('test cleanup');
+
+      const wrong = await ferryWith({}, 'start', ...REQUEST, '--dest', 'consumer/inbox', '--process-id', 'remote-2', '--address', address, '--codec-endpoint', server.url, '--codec-auth', 'Bearer nope');
+      expect(wrong.code).toBe(1);
+      expect(wrong.stderr).toMatch(/codec server http:\/\/127\.0\.0\.1:\d+ answered 401 to encode/);
+      expect(wrong.stderr).not.toContain(token);
+      noStackTrace(wrong.stderr);
+      await expect(env.client.workflow.getHandle('transfer-consumer-remote-2').describe()).rejects.toThrow(/not found/i);
+    } finally {
+      await server.close();
+    }
   });
 
   it('keygen prints a key entry that parses as a ring', async () => {

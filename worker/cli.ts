@@ -17,6 +17,7 @@ import { ferryDataConverter } from '../src/codec.js';
 import { ConfigError } from '../src/config.js';
 import { Keyring, KEY_VARIABLES, keyringFromEnv, newKeyId } from '../src/keys.js';
 import type { TransferProcessStatus } from '../src/TransferProcess.js';
+import { RemoteCodec } from './codecServer.js';
 import { REPO_ROOT } from './temporalCli.js';
 
 /**
@@ -53,6 +54,8 @@ const GLOBAL_OPTIONS = {
   address: { type: 'string' },
   namespace: { type: 'string' },
   'codec-keys-file': { type: 'string' },
+  'codec-endpoint': { type: 'string' },
+  'codec-auth': { type: 'string' },
   help: { type: 'boolean', short: 'h' },
 } satisfies Options;
 
@@ -61,6 +64,8 @@ const GLOBAL_HELP = `Global options:
   --namespace NAME         Temporal namespace (default $TEMPORAL_NAMESPACE or default)
   --codec-keys-file FILE   the connector's payload codec keys (default $FERRY_CODEC_KEYS, $FERRY_CODEC_KEYS_FILE,
                            else the dev keys in .data/keys/codec.keys); every payload is encrypted with them
+  --codec-endpoint URL     instead of keys: a codec server (default $FERRY_CODEC_ENDPOINT)
+  --codec-auth VALUE       its Authorization header, e.g. "Bearer <token>" (default $FERRY_CODEC_AUTH)
   -h, --help               this help`;
 
 const USAGE = `Usage: ferry <command> [options]
@@ -121,14 +126,14 @@ function temporalTarget(values: Record<string, unknown>, env: NodeJS.ProcessEnv)
 
 async function openSession(values: Record<string, unknown>, env: NodeJS.ProcessEnv): Promise<Session> {
   const { address, namespace } = temporalTarget(values, env);
-  const keys = codecKeys(values['codec-keys-file'] as string | undefined, env);
+  const codec = codecOf(values, env, namespace);
   let connection: Connection;
   try {
     connection = await Connection.connect({ address, connectTimeout: '5s' });
   } catch (e) {
     throw new Failure(`cannot reach Temporal at ${address}: ${rootMessage(e)}`);
   }
-  const client = new Client({ connection, namespace, dataConverter: ferryDataConverter(keys) });
+  const client = new Client({ connection, namespace, dataConverter: ferryDataConverter(codec) });
   return { ferry: new FerryClient(client), connection, namespace, close: () => connection.close() };
 }
 
@@ -176,6 +181,17 @@ export function devKeysDir(env: NodeJS.ProcessEnv): string {
   return path.join(path.resolve(env.FERRY_DATA_DIR ?? path.join(REPO_ROOT, '.data')), 'keys');
 }
 
+/** The codec: a codec server (`--codec-endpoint`, $FERRY_CODEC_ENDPOINT), or keys (`codecKeys`). */
+function codecOf(values: Record<string, unknown>, env: NodeJS.ProcessEnv, namespace: string): Keyring | RemoteCodec {
+  const endpoint = (values['codec-endpoint'] as string | undefined) ?? env.FERRY_CODEC_ENDPOINT;
+  const keysFile = values['codec-keys-file'] as string | undefined;
+  if (!endpoint) return codecKeys(keysFile, env);
+  if (keysFile) throw new UsageError('give either --codec-keys-file or --codec-endpoint, not both');
+  if (!URL.canParse(endpoint) || !/^https?:$/.test(new URL(endpoint).protocol)) throw new UsageError(`--codec-endpoint must be an http(s) URL`);
+  const authorization = (values['codec-auth'] as string | undefined) ?? env.FERRY_CODEC_AUTH;
+  return new RemoteCodec(endpoint, { namespace, ...(authorization ? { authorization } : {}) });
+}
+
 /** The payload codec keys: `--codec-keys-file`, else FERRY_CODEC_KEYS(_FILE), else the dev keys when they exist. */
 function codecKeys(explicit: string | undefined, env: NodeJS.ProcessEnv): Keyring {
   try {
@@ -189,7 +205,7 @@ function codecKeys(explicit: string | undefined, env: NodeJS.ProcessEnv): Keyrin
     throw e;
   }
   throw new UsageError(
-    `no payload codec keys: every payload is encrypted, so ferry needs the connector's keys. Pass --codec-keys-file FILE or set ${KEY_VARIABLES.codec} or ${KEY_VARIABLES.codec}_FILE`,
+    `no payload codec keys: every payload is encrypted, so ferry needs the connector's keys. Pass --codec-keys-file FILE or set ${KEY_VARIABLES.codec} or ${KEY_VARIABLES.codec}_FILE (or use a codec server: --codec-endpoint URL --codec-auth "Bearer <token>")`,
   );
 }
 
@@ -538,7 +554,8 @@ function splitCommand(argv: string[]): { command?: string; rest: string[] } {
     if (!arg.startsWith('-')) return { command: arg, rest: [...before, ...argv.slice(i + 1)] };
     before.push(arg);
     const name = arg.replace(/^--?/, '').split('=')[0];
-    if (!arg.includes('=') && (name === 'address' || name === 'namespace') && i + 1 < argv.length) before.push(argv[++i]!);
+    const takesValue = (GLOBAL_OPTIONS as Options)[name ?? '']?.type === 'string';
+    if (!arg.includes('=') && takesValue && i + 1 < argv.length) before.push(argv[++i]!);
   }
   return { rest: before };
 }

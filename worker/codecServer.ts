@@ -72,6 +72,42 @@ const fromPayload = (p: Payload) => ({
   data: Buffer.from(p.data ?? new Uint8Array()).toString('base64'),
 });
 
+/**
+ * A payload codec that asks a codec server (this one, or any speaking Temporal's protocol): a CLI
+ * user with a token encodes and decodes without holding the keys.
+ */
+export class RemoteCodec implements PayloadCodec {
+  constructor(
+    private readonly endpoint: string,
+    private readonly opts: { authorization?: string; namespace: string; timeoutMs?: number },
+  ) {}
+
+  encode(payloads: Payload[]): Promise<Payload[]> {
+    return this.call('encode', payloads);
+  }
+
+  decode(payloads: Payload[]): Promise<Payload[]> {
+    return this.call('decode', payloads);
+  }
+
+  private async call(op: 'encode' | 'decode', payloads: Payload[]): Promise<Payload[]> {
+    if (!payloads.length) return payloads;
+    const url = `${this.endpoint.replace(/\/+$/, '')}/${op}`;
+    const res = await fetch(url, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json', 'x-namespace': this.opts.namespace, ...(this.opts.authorization ? { authorization: this.opts.authorization } : {}) },
+      body: JSON.stringify({ payloads: payloads.map(fromPayload) }),
+      signal: AbortSignal.timeout(this.opts.timeoutMs ?? 10_000),
+      redirect: 'error',
+    });
+    const text = await res.text();
+    if (!res.ok) throw new Error(`codec server ${new URL(url).origin} answered ${res.status} to ${op}: ${text.slice(0, 200)}`);
+    const body = PayloadsSchema.safeParse(JSON.parse(text));
+    if (!body.success || body.data.payloads.length !== payloads.length) throw new Error(`codec server ${new URL(url).origin} answered ${op} with something that is not its payloads`);
+    return body.data.payloads.map(toPayload);
+  }
+}
+
 /** Reads `id:token` entries (commas, spaces or newlines between; `#` comment lines); `ferry keygen` makes good ones. */
 export function parseCodecServerTokens(text: string, source: string): CodecServerToken[] {
   const entries = text

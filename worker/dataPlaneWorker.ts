@@ -49,11 +49,28 @@ export interface DataPlaneKeys {
 
 /** A data plane's keys from the environment: `FERRY_CODEC_KEYS`, `FERRY_EDR_KEYS`, `FERRY_CALLBACK_KEYS` (or their `_FILE`s). */
 export function dataPlaneKeysFromEnv(config: DataPlaneConfig, env: NodeJS.ProcessEnv = process.env): DataPlaneKeys {
-  const edr = config.publicApi ? requireKeyring(KEY_VARIABLES.edr, `EDR signing keys for the public API of ${config.instanceId}`, env) : keyringFromEnv(KEY_VARIABLES.edr, env);
-  const callback = needsCallbackKeys(config)
-    ? requireKeyring(KEY_VARIABLES.callback, `callback keys for the http provisioners of ${config.instanceId}`, env)
-    : keyringFromEnv(KEY_VARIABLES.callback, env);
-  return { codec: requireKeyring(KEY_VARIABLES.codec, 'payload codec keys', env), ...(edr ? { edr } : {}), ...(callback ? { callback } : {}) };
+  // every problem at once: an operator setting up a data plane fixes them in one go
+  const problems: string[] = [];
+  const attempt = <T>(read: () => T): T | undefined => {
+    try {
+      return read();
+    } catch (e) {
+      if (!(e instanceof ConfigError)) throw e;
+      problems.push(e.message);
+      return undefined;
+    }
+  };
+  const codec = attempt(() => requireKeyring(KEY_VARIABLES.codec, 'payload codec keys', env));
+  const edr = attempt(() =>
+    config.publicApi ? requireKeyring(KEY_VARIABLES.edr, `EDR signing keys for the public API of ${config.instanceId}`, env) : keyringFromEnv(KEY_VARIABLES.edr, env),
+  );
+  const callback = attempt(() =>
+    needsCallbackKeys(config)
+      ? requireKeyring(KEY_VARIABLES.callback, `callback keys for the http provisioners of ${config.instanceId}`, env)
+      : keyringFromEnv(KEY_VARIABLES.callback, env),
+  );
+  if (problems.length || !codec) throw new ConfigError(problems.join('\n'));
+  return { codec, ...(edr ? { edr } : {}), ...(callback ? { callback } : {}) };
 }
 
 /** External provisioning services call back on signed URLs, which must outlive a restart of this worker. */

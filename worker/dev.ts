@@ -70,7 +70,7 @@ runMain(async () => {
   const uiAnswer = await fetch(ui).then((r) => `HTTP ${r.status}`, (e: Error) => `not reachable: ${e.message}`);
   console.log(`Temporal dev server at ${temporal.address}, Web UI at ${ui} (${uiAnswer})`);
   // the SQLite file keeps every earlier transfer across restarts
-  const earlier = await env.client.workflow.count(`WorkflowType = 'transferProcessWorkflow'`);
+  const earlier = await env.client.workflow.count(`WorkflowType = 'transferProcess'`);
   console.log(`${earlier.count} transfer processes recorded in ${path.join(dataDir, 'temporal.db')}`);
 
   const ferry = new FerryClient(env.client);

@@ -4,7 +4,6 @@ import {
   condition,
   log,
   metricMeter,
-  patched,
   proxyActivities,
   proxyLocalActivities,
   setCurrentDetails,
@@ -46,7 +45,6 @@ import type { DataFlowSettings } from '../src/settings.js';
 import { assertTransition, IllegalTransitionError } from '../src/StateMachine.js';
 import type { DataPlaneCallback } from '../src/TransferProcess.js';
 import { HELD, Machine, Waits, type Reply } from './machine.js';
-import { dataFlowWorkflowV1 } from './v1/DataFlowWorkflowV1.js';
 import { message, now, toMs } from './workflowUtil.js';
 
 /**
@@ -57,10 +55,8 @@ import { message, now, toMs } from './workflowUtil.js';
  * TransferProcess.
  */
 
-export const TABLES_V2 = 'ferry-tables-v2';
-
-export async function dataFlowWorkflow(input: DataFlowInput): Promise<DataFlowResult> {
-  if (!patched(TABLES_V2)) return dataFlowWorkflowV1(input);
+/** The workflow type `dataFlow` (src/ids.ts); the earlier code runs as `dataFlowWorkflow`. */
+export async function dataFlow(input: DataFlowInput): Promise<DataFlowResult> {
   const flow = new DataFlow(input);
   flow.setup();
   return flow.run();
@@ -369,7 +365,8 @@ class DataFlow {
   /** A pending provisioner (or deprovisioner) reports: only the round and step the flow waits on count. */
   private calledBack(cb: ProvisionerCallback): void {
     const round = this.round;
-    const ours = !!round && (cb.round === undefined || cb.round === round.id);
+    // every callback URL this flow handed out is bound to its round: one of another round (a replay) counts for nothing
+    const ours = !!round && cb.round === round.id;
     if (ours && round.kind === 'provision' && cb.op === 'provision' && round.current?.provisioner === cb.provisioner && round.current.side === cb.side && !round.current.pending) {
       // the service called back before its 202 reached us: kept until the activity's answer
       round.early = cb;

@@ -5,7 +5,6 @@ import {
   ApplicationFailure,
   condition,
   log,
-  patched,
   proxyActivities,
   proxyLocalActivities,
   metricMeter,
@@ -68,7 +67,6 @@ import {
   type TransferProcessState,
 } from '../src/TransferProcessState.js';
 import { Machine, refusal, Waits } from './machine.js';
-import { transferProcessWorkflowV1 } from './v1/TransferProcessWorkflowV1.js';
 import { backoffMs, message, now, toMs } from './workflowUtil.js';
 
 /**
@@ -79,11 +77,8 @@ import { backoffMs, message, now, toMs } from './workflowUtil.js';
  * through TRANSFER_PROCESS_TRANSITIONS.
  */
 
-/** patched() id of this implementation; histories from before run the frozen v1. */
-export const TABLES_V2 = 'ferry-tables-v2';
-
-export async function transferProcessWorkflow(raw: TransferProcessInput): Promise<TransferProcessResult> {
-  if (!patched(TABLES_V2)) return transferProcessWorkflowV1(raw);
+/** The workflow type `transferProcess` (src/ids.ts); the earlier code runs as `transferProcessWorkflow`. */
+export async function transferProcess(raw: TransferProcessInput): Promise<TransferProcessResult> {
   const parsed = TransferProcessInputSchema.safeParse(raw);
   if (!parsed.success) throw ApplicationFailure.nonRetryable(`invalid transfer process input: ${parsed.error.message}`, 'InvalidInput');
   const process = new TransferProcess(parsed.data);
@@ -545,8 +540,10 @@ class TransferProcess {
     this.sending = { type, then, ...(note ? { note } : {}) };
     const messageId = `${this.self}/${++this.messageSeq}`;
     const budget = this.settings.counterpartyRetryBudget;
-    // local: one marker when it goes through at once; longer backoffs become timers (localRetryThreshold)
-    const acts = proxyLocalActivities<ControlPlaneActivities>({
+    // A regular activity, never a local one: the counterparty's answer waits for its workflow task,
+    // and a local activity holds ours open, so two processes telling each other at once would each
+    // wait for the other until their workflow tasks time out.
+    const acts = proxyActivities<ControlPlaneActivities>({
       startToCloseTimeout: '1m',
       scheduleToCloseTimeout: budget,
       retry: { initialInterval: '1s', backoffCoefficient: 2, maximumInterval: '1m' },
@@ -838,6 +835,10 @@ class TransferProcess {
 const callbackOp = (op: DataPlaneOp): DataPlaneCallback['op'] => (op === 'resume' ? 'start' : op === 'complete' ? 'transfer' : op);
 
 /** The counterparty answered and said no (as opposed to: it could not be reached). */
-const refusedByCounterparty = (e: unknown): boolean => e instanceof ActivityFailure && e.cause instanceof ApplicationFailure && e.cause.type === 'CounterpartyRejected';
+const refusedByCounterparty = (e: unknown): boolean => {
+  // a local activity's failure arrives as it was thrown; a remote one's wrapped in ActivityFailure
+  const failure = e instanceof ActivityFailure ? e.cause : e;
+  return failure instanceof ApplicationFailure && failure.type === 'CounterpartyRejected';
+};
 
 const reasonsOf = (msg: ProcessMessage): string => ('reason' in msg && msg.reason.length ? msg.reason.join('; ') : 'no reason given');

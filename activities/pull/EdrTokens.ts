@@ -63,8 +63,9 @@ export class EdrTokens {
 
   /** New expiries for the same token id: a long pull stays open while its provision is held, and a release still revokes it. */
   async renew(claims: Omit<EdrClaims, 'expiresAt'>, now = new Date()): Promise<IssuedEdrTokens> {
-    const expiresAt = new Date(now.getTime() + this.ttlMs);
-    const refreshExpiresAt = new Date(now.getTime() + this.refreshTtlMs);
+    // whole seconds, as the JWT's exp says: the claims a verify reads back are these
+    const expiresAt = new Date(Math.floor((now.getTime() + this.ttlMs) / 1000) * 1000);
+    const refreshExpiresAt = new Date(Math.floor((now.getTime() + this.refreshTtlMs) / 1000) * 1000);
     const [token, refreshToken] = await Promise.all([this.#sign(claims, 'access', now, expiresAt), this.#sign(claims, 'refresh', now, refreshExpiresAt)]);
     return { token, refreshToken, claims: { ...claims, expiresAt }, refreshExpiresAt };
   }

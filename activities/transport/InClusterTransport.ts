@@ -7,7 +7,7 @@ import {
   type WorkflowHandle,
 } from '@temporalio/client';
 import { dspStateOf, FINAL_STATE_OF, type DspState, type ProcessMessage, type TransferRequestMessage } from '../../src/dsp.js';
-import { controlPlaneTaskQueue, IN_CLUSTER_SCHEME, transferProcessWorkflowId } from '../../src/ids.js';
+import { controlPlaneTaskQueue, IN_CLUSTER_SCHEME, TRANSFER_PROCESS_WORKFLOW, transferProcessWorkflowId } from '../../src/ids.js';
 import { providerPidFor, type ProcessMemo } from '../../src/processStart.js';
 import {
   counterpartyMessageUpdate,
@@ -66,7 +66,7 @@ export class InClusterTransport implements CounterpartyTransport {
       await this.client.workflow.executeUpdateWithStart(requestUpdate, {
         args: [message],
         ...(opts.messageId ? { updateId: opts.messageId } : {}),
-        startWorkflowOperation: new WithStartWorkflowOperation('transferProcessWorkflow', {
+        startWorkflowOperation: new WithStartWorkflowOperation(TRANSFER_PROCESS_WORKFLOW, {
           workflowId,
           taskQueue: controlPlaneTaskQueue(provider),
           args: [input],

@@ -30,7 +30,7 @@ describe('DataFlow callbacks', () => {
     const prepare = () =>
       cluster.client.workflow.executeUpdateWithStart(prepareUpdate, {
         args: [{ transferType: 'File-PUSH', destination: { endpointType: 'File', endpoint: 'inbox', endpointProperties: [] } }],
-        startWorkflowOperation: new WithStartWorkflowOperation('dataFlowWorkflow', {
+        startWorkflowOperation: new WithStartWorkflowOperation('dataFlow', {
           workflowId: dataFlowWorkflowId('consumer', 'orphan-1'),
           taskQueue: dataPlaneTaskQueue('dp'),
           args: [input],

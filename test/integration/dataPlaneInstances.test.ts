@@ -49,11 +49,17 @@ const request = (processId: string, assetId: string) => ({
   dataDestination: { endpointType: 'File' as const, endpoint: 'inbox' },
 });
 
-/** The task queues the DataFlow's activities were scheduled on, from its recorded history. */
+/**
+ * The task queues the DataFlow ran on, from its recorded history: its workflow tasks (its provisioning
+ * and release run as local activities of the worker that runs them) and any activity it scheduled.
+ */
 async function activityQueues(processId: string): Promise<Set<string>> {
   const history = await cluster.client.workflow.getHandle(dataFlowWorkflowId('consumer', processId)).fetchHistory();
   return new Set(
-    (history.events ?? []).flatMap((e) => (e.activityTaskScheduledEventAttributes?.taskQueue?.name ? [e.activityTaskScheduledEventAttributes.taskQueue.name] : [])),
+    (history.events ?? []).flatMap((e) => {
+      const queue = e.workflowExecutionStartedEventAttributes?.taskQueue?.name ?? e.activityTaskScheduledEventAttributes?.taskQueue?.name;
+      return queue ? [queue] : [];
+    }),
   );
 }
 

@@ -93,7 +93,7 @@ async function dsp(method: 'GET' | 'POST', url: string, body?: unknown, token: s
 const providerAt = (p: string) => `${providerUrl.replace(/\/$/, '')}${p}`;
 
 async function countProviderProcesses(): Promise<number> {
-  return (await provider.client.workflow.count(`WorkflowType = 'transferProcessWorkflow'`)).count;
+  return (await provider.client.workflow.count(`WorkflowType = 'transferProcess'`)).count;
 }
 
 describe('a transfer between two connectors over DSP', () => {

@@ -153,7 +153,7 @@ describe('bad input', () => {
   });
 
   it('input that bypasses the client fails that workflow with a clear error; the worker keeps serving', async () => {
-    const handle = await cluster.client.workflow.start('transferProcessWorkflow', {
+    const handle = await cluster.client.workflow.start('transferProcess', {
       workflowId: 'raw-bad-input',
       taskQueue: controlPlaneTaskQueue('flaky'),
       args: [{ role: 'CONSUMER', connectorId: 'flaky' }],

@@ -12,7 +12,7 @@ import { DSP_CONTEXT } from '../../src/dsp.js';
 import { dataFlowWorkflowId, dataPlaneTaskQueue, inClusterAddress, transferProcessWorkflowId } from '../../src/ids.js';
 import { startProvisioningService, type ProvisioningService } from '../fixtures/provisioningService.js';
 import { startCluster, type Cluster } from '../support/cluster.js';
-import { flowStatus, makeAsset, processStatus, providerPidOf, sha256File, statesOf, workflowHealth } from '../support/transfers.js';
+import { flowStatus, makeAsset, processStatus, providerPidOf, statesOf, workflowHealth } from '../support/transfers.js';
 
 /**
  * The races found between the seed table's rows, each reproduced on real servers: a provider's data
@@ -30,8 +30,15 @@ const body = randomBytes(3 * 1024 * 1024 + 5);
 const bodySha = createHash('sha256').update(body).digest('hex');
 const stalls = new EventEmitter();
 const requestsByKey = new Map<string, number>();
+/** Gated sources: the first request sends a little, then waits for the test to open the gate. */
+const gates = new Map<string, { open: () => void; opened: Promise<void> }>();
+const gate = (key: string) => {
+  let open!: () => void;
+  const opened = new Promise<void>((r) => (open = r));
+  gates.set(key, { open, opened });
+  return open;
+};
 const delivered = new Map<string, string[]>();
-let big: { sha256: string };
 
 const listen = async (server: Server): Promise<string> => {
   await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
@@ -51,6 +58,8 @@ beforeAll(async () => {
     res.writeHead(200, { 'content-type': 'application/octet-stream', 'content-length': body.length });
     if (n > 1) return void res.end(body);
     res.write(body.subarray(0, 64 * 1024), () => stalls.emit(key));
+    const g = gates.get(key);
+    if (g) void g.opened.then(() => res.end(body.subarray(64 * 1024)));
   });
   sink = createServer((req, res) => {
     const hash = createHash('sha256');
@@ -64,15 +73,14 @@ beforeAll(async () => {
   });
   const sourceUrl = await listen(source);
   await listen(sink);
-  big = makeAsset(cluster.root, 'assets/big.bin', 24 * 1024 * 1024);
   makeAsset(cluster.root, 'assets/small.bin', 256 * 1024);
   const slowAssets = Object.fromEntries(
-    ['r1', 'r2', 'r4'].map((k) => [k, { endpointType: 'HttpData' as const, endpoint: `${sourceUrl}/${k}`, endpointProperties: [] }]),
+    ['r1', 'r2', 'r4', 'gc', 'gt'].map((k) => [k, { endpointType: 'HttpData' as const, endpoint: `${sourceUrl}/${k}`, endpointProperties: [] }]),
   );
   const fileAsset = (name: string) => ({ endpointType: 'File' as const, endpoint: path.join(cluster.root, 'assets', name), endpointProperties: [] });
   const http = (name: string, url: string, endpointTypes: string[]) => ({ kind: 'http' as const, name, url, side: 'destination' as const, endpointTypes });
   await Promise.all([
-    cluster.controlPlane({ connectorId: 'c', dataPlanes: [{ id: 'c-dp', transferTypes: ['HttpData-PUSH', 'File-PUSH'] }] }),
+    cluster.controlPlane({ connectorId: 'c', dataPlanes: [{ id: 'c-dp', transferTypes: ['HttpData-PUSH', 'File-PUSH', 'HttpData-PULL'] }] }),
     cluster.dataPlane({ instanceId: 'c-dp', fileRoot: cluster.root, provisioners: [] }),
     // a provider whose data plane holds a provisioned resource and is slow to stop (2 s stale waits, 5 s heartbeat timeout)
     cluster.controlPlane({
@@ -87,16 +95,16 @@ beforeAll(async () => {
     // a File provider (pushes in flight for a few seconds) and consumers with two provisioners on their destination
     cluster.controlPlane({
       connectorId: 'pf',
-      dataPlanes: [{ id: 'pf-dp', transferTypes: ['File-PUSH'] }],
-      assets: { big: fileAsset('big.bin'), small: fileAsset('small.bin') },
+      dataPlanes: [{ id: 'pf-dp', transferTypes: ['File-PUSH', 'HttpData-PULL'] }],
+      assets: { small: fileAsset('small.bin') },
       // in-cluster requests are admitted like DSP ones: one agreement per consumer and asset
       agreements: {
-        'agreement-big': { assetId: 'big', counterparty: 'c' },
+        'agreement-small': { assetId: 'small', counterparty: 'c' },
         'agreement-small-c-echo': { assetId: 'small', counterparty: 'c-echo' },
         'agreement-small-c-bare': { assetId: 'small', counterparty: 'c-bare' },
       },
     }),
-    cluster.dataPlane({ instanceId: 'pf-dp', fileRoot: cluster.root, provisioners: [], rateLimitBytesPerSec: 8 * 1024 * 1024 }),
+    cluster.dataPlane({ instanceId: 'pf-dp', fileRoot: cluster.root, provisioners: [], rateLimitBytesPerSec: 8 * 1024 * 1024, publicApi: { host: '127.0.0.1', port: 0 } }),
     cluster.controlPlane({ connectorId: 'c-echo', dataPlanes: [{ id: 'c-echo-dp', transferTypes: ['File-PUSH'] }] }),
     cluster.dataPlane({ instanceId: 'c-echo-dp', fileRoot: cluster.root, provisioners: [{ kind: 'file-destination' }, http('echo', echo.url, ['File'])] }),
     cluster.controlPlane({ connectorId: 'c-bare', dataPlanes: [{ id: 'c-bare-dp', transferTypes: ['File-PUSH'] }] }),
@@ -198,52 +206,67 @@ describe('a provider data plane slow to stop, with resources to release', () => 
 
 describe('complete on a push in flight', () => {
   it('is refused on either side, saying why; the push completes with its bytes verified', async () => {
-    const { processId } = await cluster.ferry.startTransfer({
-      connectorId: 'c',
-      counterpartyAddress: inClusterAddress('pf'),
-      agreementId: 'agreement-big',
-      assetId: 'big',
-      transferType: 'File-PUSH',
-      dataDestination: { endpointType: 'File', endpoint: 'complete-push' },
-    });
-    const providerPid = await providerPidOf(cluster.ferry, 'c', processId);
-    await cluster.ferry.waitForState('c', processId, ['STARTED']);
-    await cluster.ferry.waitForState('pf', providerPid, ['STARTED']);
-    await expect(cluster.ferry.complete('c', processId)).rejects.toThrow(/a push completes when the provider verified its bytes/);
-    await expect(cluster.ferry.complete('pf', providerPid)).rejects.toThrow(/a push completes when the provider verified its bytes/);
-    expect(await cluster.ferry.result('c', processId)).toEqual({ state: 'COMPLETED', reason: 'transfer completed' });
-    expect(await sha256File(path.join(cluster.root, 'complete-push', 'big.bin'))).toBe(big.sha256);
-    await expectHealthy('c', processId, 'pf', providerPid);
+    const open = gate('/gc');
+    const stalled = once(stalls, '/gc');
+    await cluster.ferry.startTransfer(slowPush('gc'));
+    const providerPid = await providerPidOf(cluster.ferry, 'c', 'gc');
+    await cluster.ferry.waitForState('c', 'gc', ['STARTED']);
+    await cluster.ferry.waitForState('p', providerPid, ['STARTED']);
+    await stalled; // the bytes cannot all arrive before the gate opens
+    await expect(cluster.ferry.complete('c', 'gc')).rejects.toThrow(/a push completes when the provider verified its bytes/);
+    await expect(cluster.ferry.complete('p', providerPid)).rejects.toThrow(/a push completes when the provider verified its bytes/);
+    open();
+    expect(await cluster.ferry.result('c', 'gc')).toEqual({ state: 'COMPLETED', reason: 'transfer completed' });
+    expect(delivered.get('/gc')?.at(-1)).toBe(bodySha);
+    await expectHealthy('c', 'gc', 'p', providerPid);
   });
 });
 
 describe('a message delivered twice', () => {
   it('a repeated TransferCompletionMessage is answered as done, before and after the process ended: both sides end COMPLETED', async () => {
+    const open = gate('/gt');
+    const stalled = once(stalls, '/gt');
+    await cluster.ferry.startTransfer(slowPush('gt'));
+    const providerPid = await providerPidOf(cluster.ferry, 'c', 'gt');
+    await cluster.ferry.waitForState('c', 'gt', ['STARTED']);
+    await stalled;
+    // the provider's completion, delivered twice at once (a retried delivery whose first attempt got through)
+    const transport = new InClusterTransport(cluster.client);
+    const completion = { '@context': [DSP_CONTEXT], '@type': 'TransferCompletionMessage' as const, consumerPid: 'gt', providerPid };
+    await Promise.all([
+      transport.send(inClusterAddress('c'), 'gt', completion, { messageId: 'attempt-1' }),
+      transport.send(inClusterAddress('c'), 'gt', completion, { messageId: 'attempt-2' }),
+    ]);
+    expect((await cluster.ferry.result('c', 'gt')).state).toBe('COMPLETED');
+    // and once more after the consumer's process has ended
+    await transport.send(inClusterAddress('c'), 'gt', completion, { messageId: 'attempt-3' });
+    // the provider's own completion, once its bytes are verified, is a repeat too: it ends COMPLETED, not TERMINATED
+    open();
+    expect(await cluster.ferry.result('p', providerPid)).toEqual({ state: 'COMPLETED', reason: 'transfer completed' });
+    // a message that would end it otherwise is still refused
+    const termination = { ...completion, '@type': 'TransferTerminationMessage' as const, reason: [] };
+    await expect(transport.send(inClusterAddress('c'), 'gt', termination)).rejects.toThrow(/has ended COMPLETED/);
+  });
+});
+
+describe('a suspension and a completion crossing each other', () => {
+  it('the provider suspends a pull while the consumer completes it: each refuses the other\'s message and both end TERMINATED, saying why', async () => {
     const { processId } = await cluster.ferry.startTransfer({
       connectorId: 'c',
       counterpartyAddress: inClusterAddress('pf'),
-      agreementId: 'agreement-big',
-      assetId: 'big',
-      transferType: 'File-PUSH',
-      dataDestination: { endpointType: 'File', endpoint: 'twice' },
+      agreementId: 'agreement-small',
+      assetId: 'small',
+      transferType: 'HttpData-PULL',
     });
     const providerPid = await providerPidOf(cluster.ferry, 'c', processId);
     await cluster.ferry.waitForState('c', processId, ['STARTED']);
-    // the provider's completion, delivered twice at once (a retried delivery whose first attempt got through)
-    const transport = new InClusterTransport(cluster.client);
-    const completion = { '@context': [DSP_CONTEXT], '@type': 'TransferCompletionMessage' as const, consumerPid: processId, providerPid };
-    await Promise.all([
-      transport.send(inClusterAddress('c'), processId, completion, { messageId: 'attempt-1' }),
-      transport.send(inClusterAddress('c'), processId, completion, { messageId: 'attempt-2' }),
-    ]);
-    expect((await cluster.ferry.result('c', processId)).state).toBe('COMPLETED');
-    // and once more after the consumer's process has ended
-    await transport.send(inClusterAddress('c'), processId, completion, { messageId: 'attempt-3' });
-    // the provider's own completion, once its bytes are verified, is a repeat too: it ends COMPLETED, not TERMINATED
-    expect(await cluster.ferry.result('pf', providerPid)).toEqual({ state: 'COMPLETED', reason: 'transfer completed' });
-    // a message that would end it otherwise is still refused
-    const termination = { ...completion, '@type': 'TransferTerminationMessage' as const, reason: [] };
-    await expect(transport.send(inClusterAddress('c'), processId, termination)).rejects.toThrow(/has ended COMPLETED/);
+    await cluster.ferry.waitForState('pf', providerPid, ['STARTED']);
+    await Promise.all([cluster.ferry.suspend('pf', providerPid, 'crossing'), cluster.ferry.complete('c', processId)]);
+    const [consumer, provider] = [await cluster.ferry.result('c', processId), await cluster.ferry.result('pf', providerPid)];
+    expect([consumer.state, provider.state]).toEqual(['TERMINATED', 'TERMINATED']);
+    expect(consumer.reason).toMatch(/counterparty refused TransferCompletionMessage/);
+    expect(provider.reason).toMatch(/counterparty refused TransferSuspensionMessage/);
+    await expectHealthy('c', processId, 'pf', providerPid);
   });
 });
 
@@ -289,7 +312,7 @@ describe('signaling calls queued before a flow runs its first task', () => {
     const prepare = () =>
       cluster.client.workflow.executeUpdateWithStart(prepareUpdate, {
         args: [{ transferType: 'File-PUSH', destination: { endpointType: 'File', endpoint: 'queued', endpointProperties: [] } }],
-        startWorkflowOperation: new WithStartWorkflowOperation('dataFlowWorkflow', {
+        startWorkflowOperation: new WithStartWorkflowOperation('dataFlow', {
           workflowId: dataFlowWorkflowId('late', 'queued-1'),
           taskQueue: dataPlaneTaskQueue('late-dp'),
           args: [input],

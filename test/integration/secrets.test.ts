@@ -127,11 +127,14 @@ describe('credentials under any name', () => {
     expect(scan.encryptedPayloads).toBeGreaterThan(0);
   });
 
-  it('a failing destination: the termination reason names the endpoint without its token', async () => {
+  it('a failing destination: the provider\'s termination reason names the endpoint without its token', async () => {
     const { processId } = await push('reason-1', `${sinkUrl()}/forbidden?access_token=${REASON_TOKEN}`);
     const result = await cluster.ferry.result('consumer', processId);
     expect(result.state).toBe('TERMINATED');
-    expect(result.reason).toMatch(/destination http:\/\/127\.0\.0\.1:\d+\/forbidden answered HTTP 403/);
+    const providerPid = (await cluster.ferry.status('consumer', processId)).counterpartyPid!;
+    const provider = await cluster.ferry.result('provider', providerPid);
+    expect(provider.reason).toMatch(/destination http:\/\/127\.0\.0\.1:\d+\/forbidden answered HTTP 403/);
+    expect(provider.reason).not.toContain(REASON_TOKEN);
     expect(result.reason).not.toContain(REASON_TOKEN);
     expect(await everythingShown(processId)).not.toContain(REASON_TOKEN);
     // and the worker's log of the failed activity holds no token either (cluster.shutdown scans it; so does this)

@@ -130,7 +130,7 @@ describe('the DataFlow waits with timers too', () => {
   const prepare = (id: string) =>
     cluster.client.workflow.executeUpdateWithStart(prepareUpdate, {
       args: [{ transferType: 'File-PUSH', destination: { endpointType: 'File', endpoint: `slow/${id}`, endpointProperties: [] } }],
-      startWorkflowOperation: new WithStartWorkflowOperation('dataFlowWorkflow', {
+      startWorkflowOperation: new WithStartWorkflowOperation('dataFlow', {
         workflowId: dataFlowWorkflowId('slow', id),
         taskQueue: dataPlaneTaskQueue('slow-dp'),
         args: [flow(id)],

@@ -160,14 +160,20 @@ class RestartDataPlane implements fc.AsyncCommand<object, Real> {
 }
 
 const side = fc.constantFrom<Side>('consumer', 'provider');
+const client = fc.tuple(fc.constantFrom('suspend', 'resume', 'suspend', 'resume', 'terminate', 'complete' as const), side).map(([v, s]) => new Command(v, s));
+const awaitStable = side.map((s) => new AwaitStable(s));
+// weights by repetition: mostly commands and waits (so suspensions get resumed), then provisioner behaviours and restarts
 const commands = fc.commands(
   [
-    fc.tuple(fc.constantFrom('suspend', 'resume', 'terminate', 'complete' as const), side).map(([v, s]) => new Command(v, s)),
-    side.map((s) => new AwaitStable(s)),
+    client,
+    client,
+    client,
+    awaitStable,
+    awaitStable,
     fc.tuple(side, fc.constantFrom<ProvisioningMode | 'hold' | 'release' | 'twice'>('async', 'sync', 'async-fail', 'never', 'hold', 'release', 'twice')).map(([s, b]) => new Provisioning(s, b)),
     side.map((s) => new RestartDataPlane(s)),
   ],
-  { maxCommands: 8 },
+  { maxCommands: 12, size: 'medium' },
 );
 
 /** Waits until both sides are stable and agree; what they agreed on. */
@@ -183,8 +189,14 @@ async function settle(r: Real): Promise<TransferProcessState> {
   }
 }
 
+/** What the runs reached, printed at the end: a search that never leaves STARTED proves little. */
+const coverage = new Map<string, number>();
+const count = (what: string) => coverage.set(what, (coverage.get(what) ?? 0) + 1);
+
 async function checkInvariants(r: Real): Promise<void> {
   let agreed = await settle(r);
+  count(`settled ${agreed}`);
+  for (const line of r.log) if (/refused|-> /.test(line)) count(line.replace(/ -> .*/, ' accepted'));
   if (!FINAL.includes(agreed)) {
     // stable but live: end it, and the two sides must still agree
     try {
@@ -253,5 +265,6 @@ describe('model-based: random interleavings of commands, provisioner behaviours 
       }),
       { numRuns: RUNS, seed: SEED, endOnFailure: true, verbose: 1 },
     );
+    console.log(`model coverage over ${RUNS} runs:\n${[...coverage].sort().map(([k, v]) => `  ${k}: ${v}`).join('\n')}`);
   }, 40 * 60_000);
 });

@@ -138,9 +138,15 @@ export async function startCluster(opts: { namespaces?: string[] } = {}): Promis
     registerSecret,
     assertNoSecrets,
     async shutdown() {
-      for (const w of running.reverse()) await w.shutdown().catch(() => undefined);
+      // the scan first, while the server is up whatever the workers do; then the workers, bounded: a
+      // worker whose activity ignores cancellation (a test that timed out mid-transfer) must not keep
+      // the server up, and stops for good when the server goes
       let scanFailure: unknown;
       await assertNoSecrets().catch((e: unknown) => (scanFailure = e));
+      const stopped = Promise.all(running.reverse().map((w) => w.shutdown().catch(() => undefined)));
+      let bound: NodeJS.Timeout | undefined;
+      await Promise.race([stopped, new Promise((r) => (bound = setTimeout(r, 60_000)))]);
+      clearTimeout(bound);
       await env.teardown();
       rmSync(root, { recursive: true, force: true });
       if (scanFailure) throw scanFailure;

@@ -49,11 +49,20 @@ export async function historyPayloads(client: Client, workflowId: string): Promi
   return [...json.matchAll(/"data":\s*"([A-Za-z0-9+/=]+)"/g)].map((m) => Buffer.from(m[1]!, 'base64').toString('utf8')).join('\n');
 }
 
-/** What a healthy workflow shows: no defect in its status, no failed workflow task in its history. */
+/**
+ * What a healthy workflow shows: no defect in its status, no failed workflow task in its history.
+ * UNHANDLED_COMMAND (and _UPDATE) is not a failure of the workflow: the server refuses a task's
+ * completion because new events (a late signal) arrived meanwhile, and the task runs again with them.
+ */
 export async function workflowHealth(client: Client, workflowId: string): Promise<{ defects: string[]; taskFailures: string[] }> {
   const handle = client.workflow.getHandle(workflowId);
   const status = (await handle.query('status')) as { defects?: string[] };
   const history = await handle.fetchHistory();
-  const taskFailures = (history.events ?? []).flatMap((e) => (e.workflowTaskFailedEventAttributes ? [e.workflowTaskFailedEventAttributes.failure?.message ?? 'workflow task failed'] : []));
+  const RACED = [1, 31]; // WorkflowTaskFailedCause UNHANDLED_COMMAND, UNHANDLED_UPDATE
+  const taskFailures = (history.events ?? []).flatMap((e) => {
+    const failed = e.workflowTaskFailedEventAttributes;
+    if (!failed || RACED.includes(failed.cause ?? 0)) return [];
+    return [`${failed.cause}: ${failed.failure?.message ?? 'workflow task failed'}`];
+  });
   return { defects: status.defects ?? [], taskFailures };
 }

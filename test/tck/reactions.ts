@@ -63,7 +63,7 @@ export interface ReactionEngine {
 
 /**
  * Runs SCRIPTS against ferry's processes. Consumer processes are handed in by the trigger endpoint;
- * provider processes are discovered by listing running transferProcessWorkflow executions (the
+ * provider processes are discovered by listing running transferProcess executions (the
  * provider's pid derives from the TCK's consumerPid, which only the DSP request carries) and
  * reading each one's agreementId from its status query.
  */
@@ -141,7 +141,7 @@ export function startReactionEngine(opts: { client: Client; ferry: FerryClient; 
   const discover = async (): Promise<void> => {
     while (!stopped) {
       try {
-        for await (const wf of client.workflow.list({ query: `WorkflowType = 'transferProcessWorkflow' AND ExecutionStatus = 'Running'` })) {
+        for await (const wf of client.workflow.list({ query: `WorkflowType = 'transferProcess' AND ExecutionStatus = 'Running'` })) {
           if (!wf.workflowId.startsWith(prefix)) continue;
           const processId = wf.workflowId.slice(prefix.length);
           if (seen.has(processId)) continue;

@@ -8,6 +8,8 @@ import { describe, expect, it } from 'vitest';
 import { EncryptionCodec, ENCODING, FAILURE_CONVERTER_PATH, ferryDataConverter, METADATA_KEY_ID, PayloadCodecError } from '../../src/codec.js';
 import { ConfigError, ControlPlaneConfigSchema, DataPlaneConfigSchema, parseConfig } from '../../src/config.js';
 import { Keyring, keyringFromEnv, requireKeyring } from '../../src/keys.js';
+import { dataPlaneKeysFromEnv } from '../../worker/dataPlaneWorker.js';
+import { controlPlaneKeysFromEnv } from '../../worker/controlPlaneWorker.js';
 
 const A = Keyring.generate('key-a');
 const B = Keyring.generate('key-b');
@@ -134,5 +136,20 @@ describe('worker configs', () => {
     const dp = { instanceId: 'dp', fileRoot: '/tmp/x', callbackKey: 'AAAA', publicApi: { tokenKey: 'AAAA' } };
     expect(() => parseConfig(DataPlaneConfigSchema, dp, 'dp.json')).toThrow(/FERRY_CALLBACK_KEYS[\s\S]*FERRY_EDR_KEYS|FERRY_EDR_KEYS[\s\S]*FERRY_CALLBACK_KEYS/);
     expect(parseConfig(DataPlaneConfigSchema, { instanceId: 'dp', fileRoot: '/tmp/x' }, 'dp.json').instanceId).toBe('dp');
+  });
+
+  it('a worker names every key ring it lacks at once; EDR and callback keys only where they are used', () => {
+    const dp = DataPlaneConfigSchema.parse({
+      instanceId: 'dp',
+      fileRoot: '/tmp/x',
+      publicApi: {},
+      provisioners: [{ kind: 'http', name: 's', url: 'http://127.0.0.1:9', side: 'destination', endpointTypes: ['File'] }],
+    });
+    expect(() => dataPlaneKeysFromEnv(dp, {})).toThrow(/FERRY_CODEC_KEYS[\s\S]*FERRY_EDR_KEYS[\s\S]*FERRY_CALLBACK_KEYS/);
+    const codec = Keyring.generate('c').serialize();
+    const plain = DataPlaneConfigSchema.parse({ instanceId: 'dp', fileRoot: '/tmp/x' });
+    expect(dataPlaneKeysFromEnv(plain, { FERRY_CODEC_KEYS: codec })).toEqual({ codec: expect.any(Keyring) });
+    expect(() => dataPlaneKeysFromEnv(dp, { FERRY_CODEC_KEYS: codec, FERRY_EDR_KEYS: Keyring.generate('e').serialize() })).toThrow(/^no callback keys for the http provisioners of dp/);
+    expect(() => controlPlaneKeysFromEnv({})).toThrow(/no payload codec keys: set FERRY_CODEC_KEYS/);
   });
 });

@@ -1,4 +1,4 @@
-// Frozen: the workflow as it ran before the state-table rewrite (patch `ferry-tables-v2`). Histories
+// Frozen: the workflow as it ran before the state-table rewrite, registered under its old type name. Histories
 // recorded before it, and executions started before it, replay through this code. Never change it.
 import {
   ApplicationFailure,
