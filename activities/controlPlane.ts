@@ -6,6 +6,7 @@ import {
   WorkflowUpdateFailedError,
   type Client,
 } from '@temporalio/client';
+import { admitTransferRequest, type Admission } from '../src/admission.js';
 import type { DataAddress } from '../src/DataAddress.js';
 import {
   completeFlowUpdate,
@@ -25,10 +26,10 @@ import {
 } from '../src/DataFlow.js';
 import type { DataFlowState } from '../src/DataFlowState.js';
 import type { ControlPlaneConfig } from '../src/config.js';
-import type { ProcessMessage, TransferRequestMessage } from '../src/dsp.js';
-import { DATA_FLOW_WORKFLOW, dataFlowWorkflowId, dataPlaneTaskQueue, TRANSFER_PROCESS_WORKFLOW } from '../src/ids.js';
+import { counterpartyOwning, type ProcessMessage, type TransferRequestMessage } from '../src/dsp.js';
+import { DATA_FLOW_WORKFLOW, dataFlowWorkflowId, dataPlaneTaskQueue, IN_CLUSTER_SCHEME, TRANSFER_PROCESS_WORKFLOW } from '../src/ids.js';
 import { durationMs, TransferSettingsSchema, type TransferSettings, type TransferSettingsOverrides } from '../src/settings.js';
-import { transferProcessStatusQuery, type DataPlaneRef, type TransferProcessStatus, type WatchAlarm } from '../src/TransferProcess.js';
+import { transferProcessStatusQuery, type DataPlaneRef, type TransferProcessInput, type TransferProcessStatus, type WatchAlarm } from '../src/TransferProcess.js';
 import { watchdogAlarmSignal, type Suspect, type SweepResult } from '../src/Watchdog.js';
 import { CounterpartyRejected, type CounterpartyTransport } from '../src/Transport.js';
 
@@ -39,6 +40,16 @@ export interface ControlPlaneDeps {
   client: Client;
   transports: CounterpartyTransport[];
 }
+
+/** What `admitTransferRequest` reads of a provider's TransferProcessInput (pass the input itself). */
+export type AdmitTransferRequest = Pick<TransferProcessInput, 'agreementId' | 'assetId'> & {
+  /** DSP `format`. */
+  transferType: string;
+  counterpartyId?: string | undefined;
+  /** Used to find the counterparty when `counterpartyId` is absent (`temporal://<id>`, or a configured DSP address). */
+  counterpartyAddress?: string | undefined;
+  dataDestination?: DataAddress | undefined;
+};
 
 export type DataPlaneCall =
   | { op: 'prepare'; message: DataFlowStartMessage }
@@ -52,8 +63,10 @@ export interface OpenedTransfer {
   /** Provider: the asset's address (credentials sealed). */
   source?: DataAddress;
   dataPlane?: DataPlaneRef;
-  /** Why this transfer cannot be opened (unknown asset, no data plane serves it…); it then ends with this reason. */
+  /** Why this transfer cannot be opened (not admitted, unknown asset, no data plane serves it…); it then ends with this reason. */
   refusal?: string;
+  /** A provider's admission refusal: its DSP error code (UnknownAgreement, UnsupportedFormat, InvalidDataAddress). */
+  refusalCode?: string;
 }
 
 export function createControlPlaneActivities(deps: ControlPlaneDeps) {
@@ -64,6 +77,18 @@ export function createControlPlaneActivities(deps: ControlPlaneDeps) {
     const t = deps.transports.find((x) => x.canReach(address));
     if (!t) throw ApplicationFailure.nonRetryable(`no transport reaches counterparty address ${address}`);
     return t;
+  };
+  /** The provider's admission (src/admission.ts) against this worker's agreements, assets and data planes. */
+  const admit = (req: AdmitTransferRequest): Admission => {
+    const counterpartyId =
+      req.counterpartyId ??
+      (req.counterpartyAddress?.startsWith(IN_CLUSTER_SCHEME)
+        ? req.counterpartyAddress.slice(IN_CLUSTER_SCHEME.length).replace(/\/+$/, '')
+        : req.counterpartyAddress
+          ? counterpartyOwning(config.dsp?.counterparties ?? [], req.counterpartyAddress)?.id
+          : undefined);
+    if (!counterpartyId) return { admitted: false, code: 'UnknownAgreement', reason: `no agreement ${req.agreementId} with this counterparty` };
+    return admitTransferRequest(config, { counterpartyId, agreementId: req.agreementId, assetId: req.assetId, format: req.transferType, dataAddress: req.dataDestination });
   };
   const rejectedIsFinal = async <T>(fn: () => Promise<T>): Promise<T> => {
     try {
@@ -176,6 +201,9 @@ export function createControlPlaneActivities(deps: ControlPlaneDeps) {
       const settings = parsed.data;
       let source: DataAddress | undefined;
       if (req.role === 'PROVIDER') {
+        // admitted like a DSP request (src/admission.ts): in-cluster requests are admitted only here
+        const admission = admit({ counterpartyId: req.counterpartyId, agreementId: req.agreementId, assetId: req.assetId, transferType: req.transferType, dataDestination: req.dataDestination });
+        if (!admission.admitted) return { settings, refusal: admission.reason, refusalCode: admission.code };
         const address = config.assets[req.assetId];
         if (!address) return { settings, refusal: `unknown asset ${req.assetId}` };
         source = address; // the payload codec encrypts it in every history
@@ -227,6 +255,19 @@ export function createControlPlaneActivities(deps: ControlPlaneDeps) {
     /** The worker's defaults with the transfer's overrides. */
     async transferSettings(overrides?: TransferSettingsOverrides): Promise<TransferSettings> {
       return TransferSettingsSchema.parse({ ...defaults, ...overrides });
+    },
+
+    /**
+     * Provider: may its counterparty have this transfer (src/admission.ts, against this worker's
+     * agreements, assets and data planes)? `openTransfer` runs it for every provider process (so
+     * in-cluster requests are admitted by the provider's own worker); this activity is the same
+     * check on its own. Deterministic: a refusal is an answer (`admitted: false`, a code and a
+     * reason meant for the counterparty), never a retry. The counterparty is `counterpartyId` (set
+     * by the DSP server and the in-cluster transport); without it, the in-cluster connector of
+     * `temporal://<id>`, or the configured DSP counterparty owning the address.
+     */
+    async admitTransferRequest(req: AdmitTransferRequest): Promise<Admission> {
+      return admit(req);
     },
 
     /** Provider: where an asset's bytes are. */
@@ -302,8 +343,10 @@ export function createControlPlaneActivities(deps: ControlPlaneDeps) {
       return rejectedIsFinal(() => transportFor(req.address).requestTransfer(req.address, req.message, req.messageId ? { messageId: req.messageId } : {}));
     },
 
-    async sendToCounterparty(req: { address: string; receiverPid: string; message: ProcessMessage; messageId?: string }): Promise<void> {
-      return rejectedIsFinal(() => transportFor(req.address).send(req.address, req.receiverPid, req.message, req.messageId ? { messageId: req.messageId } : {}));
+    /** `counterpartyId`: a provider process's bound counterparty (TransferProcessInput.counterpartyId), when it has one. */
+    async sendToCounterparty(req: { address: string; receiverPid: string; message: ProcessMessage; messageId?: string; counterpartyId?: string }): Promise<void> {
+      const opts = { ...(req.messageId ? { messageId: req.messageId } : {}), ...(req.counterpartyId ? { counterpartyId: req.counterpartyId } : {}) };
+      return rejectedIsFinal(() => transportFor(req.address).send(req.address, req.receiverPid, req.message, opts));
     },
   };
 

@@ -2,7 +2,7 @@ import { ApplicationFailure, Context } from '@temporalio/activity';
 import { WorkflowNotFoundError, type Client } from '@temporalio/client';
 import type { DataAddress } from '../src/DataAddress.js';
 import type { DataPlaneConfig } from '../src/config.js';
-import { isUnder } from '../src/dsp.js';
+import { checkHttpUrl, UrlPolicyError, type HttpPolicy } from '../src/urlPolicy.js';
 import { FileAddressError } from '../src/FileAddress.js';
 import { planProvisioning, ProvisionRejected, type DeprovisionReason, type Provisioner, type ProvisionResult, type ProvisionSide, type Role } from '../src/Provisioner.js';
 import type { DataFlowSetup } from '../src/DataFlow.js';
@@ -41,12 +41,18 @@ export function createDataPlaneActivities(deps: DataPlaneDeps) {
     if (!p) throw ApplicationFailure.nonRetryable(`no provisioner named ${name} on data plane ${config.instanceId}`);
     return p;
   };
-  /** Errors no retry fixes fail the activity at once. */
+  /** Errors no retry fixes (a refusal, an address that escapes, a sealed value our key cannot open) fail the activity at once. */
   const nonRetryable = <T>(fn: () => Promise<T>): Promise<T> =>
-    fn().catch((e: unknown) => {
-      if (e instanceof ProvisionRejected || e instanceof FileAddressError || e instanceof TransferRejected) throw ApplicationFailure.nonRetryable(e.message, e.name);
-      throw e;
-    });
+    Promise.resolve()
+      .then(fn)
+      .catch((e: unknown) => {
+        if (e instanceof ProvisionRejected || e instanceof FileAddressError || e instanceof TransferRejected) throw ApplicationFailure.nonRetryable(e.message, e.name);
+        throw e;
+      });
+  // Where HTTP requests may go: destinations under the allowlist if there is one, else (and sources
+  // always) any address the network policy allows, checked again at connect time.
+  const network = { allowPrivateNetworks: config.allowPrivateNetworks, ...(config.allowedNetworks ? { allowedNetworks: config.allowedNetworks } : {}) };
+  const destinationPolicy: HttpPolicy = { ...network, ...(config.allowedHttpDestinations ? { allowedUrls: config.allowedHttpDestinations } : {}) };
   const callbackUrlFor = (op: 'provision' | 'deprovision', req: { provisioner: string; side: ProvisionSide } & CallbackRound): string => {
     const info = Context.current().info;
     const wait = durationMs(op === 'provision' ? settings.provisionTimeout : settings.deprovisionTimeout);
@@ -117,6 +123,8 @@ export function createDataPlaneActivities(deps: DataPlaneDeps) {
         source,
         destination,
         ...(config.rateLimitBytesPerSec ? { rateLimitBytesPerSec: config.rateLimitBytesPerSec } : {}),
+        destinationPolicy,
+        sourcePolicy: network,
         signal: ctx.cancellationSignal,
         onProgress: (offset: number) => ctx.heartbeat({ offset }),
       };
@@ -125,10 +133,11 @@ export function createDataPlaneActivities(deps: DataPlaneDeps) {
         return { bytes, sha256 };
       }
       if (destination.endpointType === 'HttpData') {
-        const allowed = config.allowedHttpDestinations;
-        if (allowed && !allowed.some((prefix) => isUnder(destination.endpoint, prefix))) {
-          const where = URL.canParse(destination.endpoint) ? new URL(destination.endpoint).origin : 'an invalid URL';
-          throw ApplicationFailure.nonRetryable(`HttpData destination ${where} is not allowed by data plane ${config.instanceId}`, 'DestinationNotAllowed');
+        try {
+          checkHttpUrl(destination.endpoint, destinationPolicy, 'HttpData destination'); // before the source is opened
+        } catch (e) {
+          if (e instanceof UrlPolicyError) throw ApplicationFailure.nonRetryable(`${e.message} (data plane ${config.instanceId})`, 'DestinationNotAllowed');
+          throw e;
         }
         return nonRetryable(() => pushHttp(common));
       }

@@ -90,7 +90,7 @@ export async function run(ctx: BenchContext, countOverride?: number): Promise<Be
     const pull = ['HttpData-PULL'];
     const configs: Record<WorkerName, unknown> = {
       'consumer-cp': { connectorId: 'consumer', temporal, dataPlanes: [{ id: 'consumer-dp', transferTypes: pull }] },
-      'provider-cp': { connectorId: 'provider', temporal, dataPlanes: [{ id: 'provider-dp', transferTypes: pull }], assets: { asset: { endpointType: 'File', endpoint: asset.file } } },
+      'provider-cp': { connectorId: 'provider', temporal, dataPlanes: [{ id: 'provider-dp', transferTypes: pull }], assets: { asset: { endpointType: 'File', endpoint: asset.file } }, agreements: { scale: { assetId: 'asset', counterparty: 'consumer' } } },
       'consumer-dp': { instanceId: 'consumer-dp', temporal, fileRoot: ctx.tmpDir, provisioners: [] },
       'provider-dp': { instanceId: 'provider-dp', temporal, fileRoot: ctx.tmpDir, provisioners: [], publicApi: { host: '127.0.0.1', port: 0 } },
     };

@@ -78,12 +78,15 @@ async function main(): Promise<void> {
     const assets = { small: fileAsset('assets/small.bin'), big: fileAsset('assets/big.bin') };
     const http = (url: string) => [{ kind: 'http' as const, name: 'staging', url, side: 'destination' as const, endpointTypes: ['File'] }];
     const fileRoot = c.root;
+    // in-cluster requests are admitted like DSP ones: one agreement per consumer and asset
+    const agreements = (...consumers: string[]) =>
+      Object.fromEntries(consumers.flatMap((consumer) => Object.keys(assets).map((assetId) => [`agreement-${consumer}-${assetId}`, { assetId, counterparty: consumer }])));
     await Promise.all([
       // consumer: its data plane provisions the destination itself (File destination provisioner, async)
       c.controlPlane({ connectorId: 'consumer', dataPlanes: [{ id: 'consumer-dp', transferTypes: ['File-PUSH'] }] }),
       c.dataPlane({ instanceId: 'consumer-dp', fileRoot, provisioners: [{ kind: 'file-destination' }] }),
       // provider: an HTTP provisioner answering 202 on the destination side, rate-limited
-      c.controlPlane({ connectorId: 'provider', dataPlanes: [{ id: 'provider-dp', transferTypes: ['File-PUSH'] }], assets }),
+      c.controlPlane({ connectorId: 'provider', dataPlanes: [{ id: 'provider-dp', transferTypes: ['File-PUSH'] }], assets, agreements: agreements('consumer', 'flaky', 'silent') }),
       c.dataPlane({ instanceId: 'provider-dp', fileRoot, rateLimitBytesPerSec: RATE, provisioners: http(staging.url) }),
       // consumers whose provisioning service fails its first callback / never calls back
       c.controlPlane({ connectorId: 'flaky', dataPlanes: [{ id: 'flaky-dp', transferTypes: ['File-PUSH'] }] }),
@@ -94,7 +97,7 @@ async function main(): Promise<void> {
       // a pull: the provider's data plane issues EDRs from its public API
       c.controlPlane({ connectorId: 'pull-consumer', dataPlanes: [{ id: 'pull-consumer-dp', transferTypes: ['HttpData-PULL'] }] }),
       c.dataPlane({ instanceId: 'pull-consumer-dp', fileRoot, provisioners: [] }),
-      c.controlPlane({ connectorId: 'pull-provider', dataPlanes: [{ id: 'pull-provider-dp', transferTypes: ['HttpData-PULL'] }], assets }),
+      c.controlPlane({ connectorId: 'pull-provider', dataPlanes: [{ id: 'pull-provider-dp', transferTypes: ['HttpData-PULL'] }], assets, agreements: agreements('pull-consumer') }),
       c.dataPlane({ instanceId: 'pull-provider-dp', fileRoot, provisioners: [], publicApi: { host: '127.0.0.1', port: 0 } }),
     ]);
 
@@ -102,7 +105,7 @@ async function main(): Promise<void> {
       connectorId,
       processId,
       counterpartyAddress: inClusterAddress('provider'),
-      agreementId: `agreement-${assetId}`,
+      agreementId: `agreement-${connectorId}-${assetId}`,
       assetId,
       transferType: 'File-PUSH',
       dataDestination: { endpointType: 'File', endpoint: `out/${processId}` },
@@ -175,7 +178,7 @@ async function main(): Promise<void> {
           connectorId: 'pull-consumer',
           processId: pid,
           counterpartyAddress: inClusterAddress('pull-provider'),
-          agreementId: 'agreement-small',
+          agreementId: 'agreement-pull-consumer-small',
           assetId: 'small',
           transferType: 'HttpData-PULL',
         });

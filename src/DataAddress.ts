@@ -1,4 +1,5 @@
 import { z } from 'zod';
+import { EndpointSchema, LIMITS, PropertyNameSchema, PropertyValueSchema } from './limits.js';
 
 /**
  * A DataAddress in the Dataspace Protocol shape (DSP 2025-1 `dataAddress`):
@@ -6,8 +7,8 @@ import { z } from 'zod';
  * `endpointProperties` carry everything else (auth, options) as name/value pairs.
  */
 export const EndpointPropertySchema = z.object({
-  name: z.string().min(1, 'endpointProperties[].name must not be empty'),
-  value: z.string(),
+  name: PropertyNameSchema,
+  value: PropertyValueSchema,
 });
 export type EndpointProperty = z.infer<typeof EndpointPropertySchema>;
 
@@ -47,8 +48,8 @@ const DataAddressShape = z.object({
   endpointType: z.enum(KNOWN_ENDPOINT_TYPES, {
     error: (issue) => `unknown endpointType ${JSON.stringify(issue.input)}; expected one of ${KNOWN_ENDPOINT_TYPES.join(', ')}`,
   }),
-  endpoint: z.string().min(1, 'endpoint must not be empty'),
-  endpointProperties: z.array(EndpointPropertySchema).default([]),
+  endpoint: EndpointSchema,
+  endpointProperties: z.array(EndpointPropertySchema).max(LIMITS.properties, `at most ${LIMITS.properties} endpointProperties`).default([]),
 });
 export type DataAddress = z.infer<typeof DataAddressShape>;
 
@@ -58,6 +59,10 @@ export const DataAddressSchema = DataAddressShape
     if (problem) ctx.addIssue({ code: 'custom', path: ['endpoint'], message: `endpoint ${problem}` });
     if (!URL.canParse(address.endpoint)) return;
     const url = new URL(address.endpoint);
+    // what is moved into properties must still fit the bound, or the next layer would refuse the address
+    if (address.endpointProperties.length + credentialParams(url).length > LIMITS.properties) {
+      ctx.addIssue({ code: 'custom', path: ['endpointProperties'], message: `at most ${LIMITS.properties} endpointProperties (query credentials included)` });
+    }
     for (const name of credentialParams(url)) {
       if (url.searchParams.getAll(name).length > 1) ctx.addIssue({ code: 'custom', path: ['endpoint'], message: `endpoint names the query parameter ${JSON.stringify(name)} twice` });
       if (address.endpointProperties.some((p) => p.name === `${QUERY_PROPERTY_PREFIX}${name}`)) {

@@ -3,6 +3,7 @@ import { defineQuery, defineSignal, defineUpdate } from '@temporalio/workflow';
 import { defineSearchAttributeKey } from '@temporalio/common';
 import { DataAddressSchema, type DataAddress } from './DataAddress.js';
 import { IdSchema } from './ids.js';
+import { AddressSchema, AgreementIdSchema, AssetIdSchema, PidSchema } from './limits.js';
 import type { ProcessMessage, TransferRequestMessage } from './dsp.js';
 import { TransferSettingsOverridesSchema } from './settings.js';
 import type { Role } from './Provisioner.js';
@@ -26,13 +27,17 @@ export const TransferProcessInputSchema = z.object({
   /** This side's process id (consumerPid for the consumer, providerPid for the provider). */
   processId: IdSchema,
   /** The other side's process id, when known at start (the provider knows the consumerPid). */
-  counterpartyPid: z.string().min(1).optional(),
+  counterpartyPid: PidSchema.optional(),
   /** Where the counterparty's connector is reached, e.g. `temporal://provider`. */
-  counterpartyAddress: z.string().min(1),
-  /** Who the counterparty is (its authenticated id): only it may touch this process. */
+  counterpartyAddress: AddressSchema,
+  /**
+   * Who the counterparty is (its authenticated id: a configured DSP counterparty, or the in-cluster
+   * consumer connector): only it may touch this process; addresses are not identities. The DSP
+   * server also puts it in the workflow's memo.
+   */
   counterpartyId: IdSchema.optional(),
-  agreementId: z.string().min(1),
-  assetId: z.string().min(1),
+  agreementId: AgreementIdSchema,
+  assetId: AssetIdSchema,
   transferType: TransferTypeSchema,
   /** Consumer: where the data should go. Provider: the address the consumer asked for. */
   dataDestination: DataAddressSchema.optional(),

@@ -3,6 +3,11 @@ import type { DspState, ProcessMessage, TransferRequestMessage } from './dsp.js'
 /** `messageId` is stable across retries of one message: a receiver that took it answers a repeat as done. */
 export interface SendOptions {
   messageId?: string;
+  /**
+   * The counterparty the process is bound to (TransferProcessInput.counterpartyId), when known: its
+   * credentials go with the message. Otherwise the transport derives it from the address.
+   */
+  counterpartyId?: string;
 }
 
 /**

@@ -3,7 +3,8 @@ import { ApplicationFailure, WorkflowFailedError, WorkflowUpdateFailedError, typ
 import { z } from 'zod';
 import { DataAddressSchema, urlCredentialProblem, type DataAddress } from './DataAddress.js';
 import { isConfinedPath } from './FileAddress.js';
-import { IdSchema, transferProcessWorkflowId } from './ids.js';
+import { controlPlaneTaskQueue, IdSchema, IN_CLUSTER_SCHEME, transferProcessWorkflowId } from './ids.js';
+import { AddressSchema, AgreementIdSchema, AssetIdSchema } from './limits.js';
 import { startTransferProcess } from './processStart.js';
 import { TransferSettingsOverridesSchema } from './settings.js';
 import {
@@ -22,6 +23,30 @@ import {
   type TransferProcessStatus,
 } from './TransferProcess.js';
 import type { TransferProcessState } from './TransferProcessState.js';
+import { parseHttpUrl, UrlPolicyError } from './urlPolicy.js';
+
+/**
+ * A counterparty address a transport can reach, checked syntactically (it becomes the
+ * FerryCounterparty search attribute, readable by anyone who can list workflows): `temporal://<connectorId>`
+ * (in-cluster) or an http(s) DSP URL without credentials. Whether that DSP counterparty is configured
+ * only the control plane knows: it refuses an unknown one at its first step (TERMINATED, with the
+ * reason), before anything is sent.
+ */
+export const CounterpartyAddressSchema = AddressSchema.superRefine((address, ctx) => {
+  if (address.startsWith(IN_CLUSTER_SCHEME)) {
+    const id = address.slice(IN_CLUSTER_SCHEME.length);
+    if (!IdSchema.safeParse(id).success) ctx.addIssue({ code: 'custom', message: `in-cluster address ${JSON.stringify(address)} must be temporal://<connectorId>` });
+    return;
+  }
+  try {
+    parseHttpUrl(address, 'counterpartyAddress');
+  } catch (e) {
+    ctx.addIssue({ code: 'custom', message: `${e instanceof UrlPolicyError ? e.message : 'counterpartyAddress is not a URL'}; expected temporal://<connectorId> or an http(s) DSP URL` });
+    return;
+  }
+  const problem = urlCredentialProblem(address) ?? (new URL(address).search ? 'must not carry a query (it is shown in every workflow list)' : undefined);
+  if (problem) ctx.addIssue({ code: 'custom', message: `counterpartyAddress ${problem}` });
+});
 
 /** What a user asks for to start a consumer transfer. Checked in full before any workflow starts. */
 export const TransferRequestSchema = z
@@ -29,15 +54,9 @@ export const TransferRequestSchema = z
     connectorId: IdSchema,
     processId: IdSchema.optional(),
     // a search attribute (FerryCounterparty): readable by anyone who can list workflows
-    counterpartyAddress: z
-      .string()
-      .min(1)
-      .superRefine((v, ctx) => {
-        const problem = urlCredentialProblem(v) ?? (URL.canParse(v) && new URL(v).search ? 'must not carry a query (it is shown in every workflow list)' : undefined);
-        if (problem) ctx.addIssue({ code: 'custom', message: `counterpartyAddress ${problem}` });
-      }),
-    agreementId: z.string().min(1),
-    assetId: z.string().min(1),
+    counterpartyAddress: CounterpartyAddressSchema,
+    agreementId: AgreementIdSchema,
+    assetId: AssetIdSchema,
     transferType: TransferTypeSchema,
     /** Where a push delivers. A pull has none: the consumer fetches with the EDR the provider sends. */
     dataDestination: DataAddressSchema.optional(),
@@ -79,6 +98,23 @@ export class CommandRefusedError extends Error {
   }
 }
 
+/** A start refused because no worker would run it (nothing was started). */
+export class NotReachableError extends CommandRefusedError {
+  constructor(message: string) {
+    super(message);
+    this.name = 'NotReachableError';
+  }
+}
+
+export interface FerryClientOptions {
+  /**
+   * Refuse a start unless the connector's control-plane worker (and, in-cluster, the counterparty's)
+   * is polling its task queue (default true). Off only for tools that start processes for workers
+   * that come later.
+   */
+  requireLiveWorkers?: boolean;
+}
+
 export interface StartedTransfer {
   connectorId: string;
   processId: string;
@@ -91,13 +127,26 @@ export interface StartedTransfer {
  * ferryDataConverter(keys) })`): it encrypts every payload, credentials in addresses with the rest.
  */
 export class FerryClient {
-  constructor(readonly client: Client) {}
+  constructor(
+    readonly client: Client,
+    private readonly options: FerryClientOptions = {},
+  ) {}
 
-  /** Starts a consumer transfer. The same processId twice (even after it ended) reaches the same transfer. */
+  /**
+   * Starts a consumer transfer. The same processId twice (even after it ended) reaches the same
+   * transfer. Refused with nothing started: an invalid request (InvalidRequestError), a connector
+   * (or in-cluster counterparty) whose control-plane worker is not polling (NotReachableError).
+   */
   async startTransfer(raw: TransferRequest): Promise<StartedTransfer> {
     const parsed = TransferRequestSchema.safeParse(raw);
     if (!parsed.success) throw new InvalidRequestError(`invalid transfer request:\n${z.prettifyError(parsed.error)}`);
     const req = parsed.data;
+    if (this.options.requireLiveWorkers !== false) {
+      await this.requireControlPlane(req.connectorId, 'connector');
+      if (req.counterpartyAddress.startsWith(IN_CLUSTER_SCHEME)) {
+        await this.requireControlPlane(req.counterpartyAddress.slice(IN_CLUSTER_SCHEME.length), 'in-cluster counterparty');
+      }
+    }
     const processId = req.processId ?? randomUUID();
     const input: TransferProcessInput = {
       role: 'CONSUMER',
@@ -114,6 +163,19 @@ export class FerryClient {
     };
     const workflowId = await startTransferProcess(this.client, input);
     return { connectorId: req.connectorId, processId, workflowId };
+  }
+
+  /** Refuses unless some worker polls the control-plane task queue of `connectorId` (a typo polls nothing). */
+  private async requireControlPlane(connectorId: string, what: string): Promise<void> {
+    const taskQueue = controlPlaneTaskQueue(connectorId);
+    const res = await this.client.workflowService.describeTaskQueue({
+      namespace: this.client.options.namespace,
+      taskQueue: { name: taskQueue, kind: 1 /* TASK_QUEUE_KIND_NORMAL */ },
+      taskQueueType: 1 /* TASK_QUEUE_TYPE_WORKFLOW */,
+    });
+    if (!res.pollers?.length) {
+      throw new NotReachableError(`${what} ${connectorId} has no live control-plane worker (nothing polls task queue ${taskQueue} in namespace ${this.client.options.namespace}); nothing was started`);
+    }
   }
 
   handle(connectorId: string, processId: string): WorkflowHandle {

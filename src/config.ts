@@ -1,12 +1,32 @@
 import { z } from 'zod';
 import { DataAddressSchema } from './DataAddress.js';
 import { IdSchema } from './ids.js';
-import { DataFlowSettingsSchema, DurationSchema, TransferSettingsSchema } from './settings.js';
+import { AgreementIdSchema, AssetIdSchema, LIMITS } from './limits.js';
+import { DataFlowSettingsSchema, duration, TransferSettingsSchema } from './settings.js';
 import { TransferTypeSchema } from './TransferProcess.js';
+import { isValidCidr, parseHttpUrl } from './urlPolicy.js';
 
-/** Worker configuration. Validated at start-up; a bad value stops the worker before it polls. */
+/**
+ * Worker configuration. Validated at start-up; a bad value stops the worker before it polls. Every
+ * object is strict: an unknown key (a typo) is an error, never silently a default.
+ */
 
-export const TemporalConnectionSchema = z.object({
+/** An http(s) URL without credentials, as the URL policy parses it. */
+const HttpUrlSchema = z.url().refine((u) => {
+  try {
+    parseHttpUrl(u);
+    return true;
+  } catch {
+    return false;
+  }
+}, 'must be an http(s) URL without user:password@ and without encoded separators in its path');
+
+/** A data address in a config file: no keys but its own (DSP addresses on the wire may carry `@type`s, a config may not carry typos). */
+const ConfiguredAddressSchema = z
+  .strictObject({ endpointType: z.unknown(), endpoint: z.unknown(), endpointProperties: z.unknown().optional() })
+  .pipe(DataAddressSchema);
+
+export const TemporalConnectionSchema = z.strictObject({
   address: z.string().min(1).default('localhost:7233'),
   namespace: z.string().min(1).default('default'),
 });
@@ -16,11 +36,11 @@ const keyNotHere = (variable: string) =>
   z.undefined({ error: `keys are not read from config files: remove it and set ${variable} or ${variable}_FILE (see the README, "Keys")` }).optional();
 
 export const ProvisionerConfigSchema = z.discriminatedUnion('kind', [
-  z.object({ kind: z.literal('file-destination') }),
-  z.object({
+  z.strictObject({ kind: z.literal('file-destination') }),
+  z.strictObject({
     kind: z.literal('http'),
     name: IdSchema,
-    url: z.url(),
+    url: HttpUrlSchema,
     side: z.enum(['source', 'destination']),
     endpointTypes: z.array(z.string().min(1)).min(1),
     timeoutMs: z.number().int().positive().max(300_000).optional(),
@@ -28,14 +48,14 @@ export const ProvisionerConfigSchema = z.discriminatedUnion('kind', [
 ]);
 export type ProvisionerConfig = z.infer<typeof ProvisionerConfigSchema>;
 
-export const DataPlaneConfigSchema = z.object({
+export const DataPlaneConfigSchema = z.strictObject({
   instanceId: IdSchema,
   temporal: TemporalConnectionSchema.default({ address: 'localhost:7233', namespace: 'default' }),
   /** Every File address this data plane touches must lie under this directory. */
   fileRoot: z.string().min(1),
   /** The HTTP endpoint external provisioning services call back on. */
   callback: z
-    .object({
+    .strictObject({
       host: z.string().default('127.0.0.1'),
       port: z.number().int().min(0).max(65535).default(0),
       /** The URL services use to reach it, when not the bound address (behind a proxy, say). */
@@ -50,39 +70,47 @@ export const DataPlaneConfigSchema = z.object({
    * data plane issues EDRs for the pulls it provides.
    */
   publicApi: z
-    .object({
+    .strictObject({
       host: z.string().default('127.0.0.1'),
       port: z.number().int().min(0).max(65535).default(0),
       /** The URL consumers reach it at (behind a proxy, say); the bound address otherwise. */
       publicUrl: z.url().optional(),
       /** How long an issued access token is valid. A resumed pull gets a new one. */
-      tokenTtl: DurationSchema.default('10m'),
+      tokenTtl: duration('1s', '1d').default('10m'),
       /** How long a refresh token is valid; each refresh hands out a new pair, so a live pull never runs dry. */
-      refreshTtl: DurationSchema.default('1d'),
+      refreshTtl: duration('1s', '30d').default('1d'),
       tokenKey: keyNotHere('FERRY_EDR_KEYS'),
     })
     .optional(),
   /**
    * Where an HttpData push may send (a consumer names the destination): URL prefixes, matched on
-   * whole path segments. Absent: anywhere. Set it on data planes that can reach internal services.
+   * parsed URLs (scheme, host, port, whole path segments). When set, it alone decides (its hosts
+   * may be internal). Absent: any host whose addresses the network policy below allows.
    */
-  allowedHttpDestinations: z.array(z.url()).min(1).optional(),
+  allowedHttpDestinations: z.array(HttpUrlSchema).min(1).optional(),
+  /**
+   * Network policy of HTTP requests (HttpData sources, and destinations when no allowlist is set):
+   * by default only public addresses, checked on the resolved addresses at connect time. Allow
+   * every private range, or just some CIDRs (the dev setup allows loopback).
+   */
+  allowPrivateNetworks: z.boolean().default(false),
+  allowedNetworks: z.array(z.string().refine(isValidCidr, 'must be a CIDR such as 10.0.0.0/8 or ::1/128')).optional(),
   /** Cap bandwidth (bytes/s): of each push, and of each response the public endpoint serves to a pull. */
   rateLimitBytesPerSec: z.number().int().positive().optional(),
   dataFlow: DataFlowSettingsSchema.partial().default({}),
 });
 export type DataPlaneConfig = z.infer<typeof DataPlaneConfigSchema>;
 
-export const DataPlaneInstanceSchema = z.object({
+export const DataPlaneInstanceSchema = z.strictObject({
   id: IdSchema,
   transferTypes: z.array(TransferTypeSchema).min(1).default(['File-PUSH']),
 });
 
 /** A connector this one talks DSP with, and the bearer tokens each side presents. */
-export const CounterpartySchema = z.object({
+export const CounterpartySchema = z.strictObject({
   id: IdSchema,
-  /** Its DSP base URL (`https://…`); messages to it go there, and its callback addresses must start with it. */
-  address: z.url(),
+  /** Its DSP base URL (`https://…`); messages to it go there, and its callback addresses must lie under it. */
+  address: HttpUrlSchema.refine((u) => u.length <= LIMITS.addressBytes, `at most ${LIMITS.addressBytes} characters`),
   /** The token it presents to us (`Authorization: Bearer …`). */
   inboundToken: z.string().min(16, 'tokens must have at least 16 characters'),
   /** The token we present to it. */
@@ -91,32 +119,65 @@ export const CounterpartySchema = z.object({
 export type Counterparty = z.infer<typeof CounterpartySchema>;
 
 /** Provider side: the agreements a consumer may transfer under (contract negotiation is out of scope). */
-export const AgreementSchema = z.object({
-  assetId: z.string().min(1),
+export const AgreementSchema = z.strictObject({
+  assetId: AssetIdSchema,
   /** The counterparty id the agreement was made with. */
   counterparty: IdSchema,
   /** `manual`: a transfer under it waits in REQUESTED for an operator's start command (`ferry start`). */
   start: z.enum(['automatic', 'manual']).optional(),
 });
 
-export const DspConfigSchema = z.object({
+export type Agreement = z.infer<typeof AgreementSchema>;
+export const AgreementsSchema = z.record(AgreementIdSchema, AgreementSchema);
+
+/** Limits of the DSP endpoint, per authenticated counterparty (unauthenticated callers: per IP). */
+export const DspLimitsSchema = z.strictObject({
+  /** Requests per `window` before 429 (with Retry-After). */
+  maxRequests: z.number().int().min(1).max(1_000_000).default(600),
+  window: duration('1s', '1h').default('1m'),
+  /** Requests in progress at once before 429. */
+  concurrency: z.number().int().min(1).max(10_000).default(16),
+  /** Largest request body; larger ones get 413 before they are parsed. */
+  bodyBytes: z.number().int().min(1024).max(16 * 1024 * 1024).default(64 * 1024),
+  /** How long a request may take (its Temporal calls included) before 503. */
+  requestTimeout: duration('100ms', '5m').default('10s'),
+});
+export type DspLimits = z.infer<typeof DspLimitsSchema>;
+
+export const DspConfigSchema = z.strictObject({
   host: z.string().default('127.0.0.1'),
   port: z.number().int().min(0).max(65535).default(0),
   /** Our DSP base URL as counterparties reach it (also our consumer callbackAddress). */
-  publicUrl: z.url().optional(),
-  counterparties: z.array(CounterpartySchema).default([]),
-  agreements: z.record(z.string().min(1), AgreementSchema).default({}),
+  publicUrl: HttpUrlSchema.optional(),
+  counterparties: z
+    .array(CounterpartySchema)
+    .default([])
+    .superRefine((list, ctx) => {
+      const ids = list.map((c) => c.id);
+      const dup = ids.find((id, i) => ids.indexOf(id) !== i);
+      if (dup) ctx.addIssue({ code: 'custom', message: `counterparty id ${dup} is configured twice` });
+      const tokens = list.map((c) => c.inboundToken);
+      if (new Set(tokens).size !== tokens.length) ctx.addIssue({ code: 'custom', message: 'two counterparties share an inboundToken: a token must name one counterparty' });
+    }),
+  /** Deprecated place of the control plane's `agreements` (still read, merged with them). */
+  agreements: AgreementsSchema.default({}),
   requestTimeoutMs: z.number().int().positive().max(120_000).default(10_000),
+  limits: DspLimitsSchema.default(DspLimitsSchema.parse({})),
 });
 export type DspConfig = z.infer<typeof DspConfigSchema>;
 
-export const ControlPlaneConfigSchema = z.object({
+const ControlPlaneObjectSchema = z.strictObject({
   connectorId: IdSchema,
   temporal: TemporalConnectionSchema.default({ address: 'localhost:7233', namespace: 'default' }),
   /** The data-plane instances this control plane may use. */
   dataPlanes: z.array(DataPlaneInstanceSchema).min(1),
   /** Provider side: where each offered asset's bytes are. */
-  assets: z.record(z.string().min(1), DataAddressSchema).default({}),
+  assets: z.record(AssetIdSchema, ConfiguredAddressSchema).default({}),
+  /**
+   * Provider side: the agreements a consumer may transfer under, by agreement id (contract
+   * negotiation is out of scope). Both transports admit requests against them.
+   */
+  agreements: AgreementsSchema.default({}),
   transfer: TransferSettingsSchema.partial().default({}),
   /**
    * The connector watchdog (one workflow per connector): every `interval` it checks each STARTED
@@ -125,8 +186,8 @@ export const ControlPlaneConfigSchema = z.object({
    */
   watchdog: z
     .object({
-      interval: DurationSchema.default('5m'),
-      lostAfter: DurationSchema.default('15m'),
+      interval: duration('1s', '1d').default('5m'),
+      lostAfter: duration('1s', '30d').default('15m'),
       /** How many transfers one sweep checks at a time. */
       parallelism: z.number().int().min(1).max(256).default(16),
     })
@@ -136,6 +197,19 @@ export const ControlPlaneConfigSchema = z.object({
   /** The Dataspace Protocol over HTTP(S): off unless configured. */
   dsp: DspConfigSchema.optional(),
 });
+
+/** `dsp.agreements` (the old place) merged into `agreements`; one id in both must say the same. */
+export const ControlPlaneConfigSchema = ControlPlaneObjectSchema.superRefine((config, ctx) => {
+  for (const [id, old] of Object.entries(config.dsp?.agreements ?? {})) {
+    const now = config.agreements[id];
+    if (now && JSON.stringify(now) !== JSON.stringify(old)) {
+      ctx.addIssue({ code: 'custom', path: ['dsp', 'agreements', id], message: `agreement ${id} differs from agreements.${id}` });
+    }
+  }
+  for (const [id, agreement] of Object.entries({ ...config.dsp?.agreements, ...config.agreements })) {
+    if (!config.assets[agreement.assetId]) ctx.addIssue({ code: 'custom', path: ['agreements', id, 'assetId'], message: `agreement ${id} names asset ${agreement.assetId}, which is not in assets` });
+  }
+}).transform((config) => ({ ...config, agreements: { ...config.dsp?.agreements, ...config.agreements } }));
 export type ControlPlaneConfig = z.infer<typeof ControlPlaneConfigSchema>;
 
 /** Parses config with one readable message listing every problem. */

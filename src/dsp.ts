@@ -1,5 +1,7 @@
 import { z } from 'zod';
 import { DataAddressSchema, endpointUrl, QUERY_PROPERTY_PREFIX, type DataAddress } from './DataAddress.js';
+import { AddressSchema, AgreementIdSchema, AssetIdSchema, CodeSchema, ContextSchema, PidSchema, ReasonsSchema, token } from './limits.js';
+import { depthOf, isUnderUrl } from './urlPolicy.js';
 
 /**
  * Dataspace Protocol (2025-1) transfer messages between connectors. Every transport (in-cluster
@@ -7,19 +9,20 @@ import { DataAddressSchema, endpointUrl, QUERY_PROPERTY_PREFIX, type DataAddress
  */
 export const DSP_CONTEXT = 'https://w3id.org/dspace/2025/1/context.jsonld';
 
-const base = { '@context': z.array(z.string()).default([DSP_CONTEXT]) };
-const Pid = z.string().min(1).max(200);
+// Every string is bounded (src/limits.ts): what one layer accepts, every other accepts too.
+const base = { '@context': ContextSchema.default([DSP_CONTEXT]) };
+const Pid = PidSchema;
 
 export const TransferRequestMessageSchema = z.object({
   ...base,
   '@type': z.literal('TransferRequestMessage'),
   consumerPid: Pid,
-  agreementId: z.string().min(1),
+  agreementId: AgreementIdSchema,
   /** ferry's in-cluster extension: which asset of the agreement. Over HTTPS the agreement names it. */
-  assetId: z.string().min(1).optional(),
-  format: z.string().min(1),
+  assetId: AssetIdSchema.optional(),
+  format: token('format', 64),
   dataAddress: DataAddressSchema.optional(),
-  callbackAddress: z.string().min(1),
+  callbackAddress: AddressSchema,
 });
 export const TransferStartMessageSchema = z.object({
   ...base,
@@ -33,8 +36,8 @@ export const TransferSuspensionMessageSchema = z.object({
   '@type': z.literal('TransferSuspensionMessage'),
   consumerPid: Pid,
   providerPid: Pid,
-  code: z.string().optional(),
-  reason: z.array(z.string()).default([]),
+  code: CodeSchema.optional(),
+  reason: ReasonsSchema.default([]),
 });
 export const TransferCompletionMessageSchema = z.object({
   ...base,
@@ -47,8 +50,8 @@ export const TransferTerminationMessageSchema = z.object({
   '@type': z.literal('TransferTerminationMessage'),
   consumerPid: Pid,
   providerPid: Pid,
-  code: z.string().optional(),
-  reason: z.array(z.string()).default([]),
+  code: CodeSchema.optional(),
+  reason: ReasonsSchema.default([]),
 });
 
 /** Messages about an existing process (everything but the request that creates it). */
@@ -134,8 +137,21 @@ export function toDspDataAddress(address: DataAddress) {
 /** A DSP address without trailing slashes: `https://x/dsp/` and `https://x/dsp` are one connector. */
 export const trimSlash = (address: string): string => address.replace(/\/+$/, '');
 
-/** Is `address` the connector base `base` or a path below it (whole segments: `…:8080` is not under `…:80`)? */
-export const isUnder = (address: string, base: string): boolean => {
-  const [a, b] = [trimSlash(address), trimSlash(base)];
-  return a === b || a.startsWith(`${b}/`);
-};
+/**
+ * Is `address` the connector base `base` or a URL below it? Parsed and normalised URLs, compared on
+ * scheme, host, port and whole path segments (src/urlPolicy.ts); never a string prefix.
+ */
+export const isUnder = (address: string, base: string): boolean => isUnderUrl(address, base);
+
+/**
+ * The configured counterparty an address belongs to: the one whose base address is the most
+ * specific (most path segments) of those the address lies under. Used to choose the token a
+ * message carries, never to decide who may touch a process (that is the bound counterparty id).
+ */
+export function counterpartyOwning<C extends { address: string }>(counterparties: readonly C[], address: string): C | undefined {
+  let best: C | undefined;
+  for (const c of counterparties) {
+    if (isUnder(address, c.address) && (!best || depthOf(c.address) > depthOf(best.address))) best = c;
+  }
+  return best;
+}

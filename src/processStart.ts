@@ -7,7 +7,7 @@ import { transferLinks, transferSearchAttributes, transferSummary, type Transfer
  * Starts the TransferProcess workflow of `input`, once: a second start of the same process, running
  * or ended, reaches the existing one and never begins a second transfer.
  */
-export async function startTransferProcess(client: Client, input: TransferProcessInput): Promise<string> {
+export async function startTransferProcess(client: Client, input: TransferProcessInput, opts: { memo?: ProcessMemo } = {}): Promise<string> {
   const workflowId = transferProcessWorkflowId(input.connectorId, input.processId);
   try {
     await client.workflow.start(TRANSFER_PROCESS_WORKFLOW, {
@@ -16,7 +16,7 @@ export async function startTransferProcess(client: Client, input: TransferProces
       args: [input],
       ...transferSummary(input),
       typedSearchAttributes: transferSearchAttributes(input),
-      memo: transferLinks(input),
+      memo: { ...transferLinks(input), ...opts.memo },
       workflowIdConflictPolicy: 'USE_EXISTING',
       workflowIdReusePolicy: 'REJECT_DUPLICATE',
     });
@@ -24,6 +24,16 @@ export async function startTransferProcess(client: Client, input: TransferProces
     if (!(e instanceof WorkflowExecutionAlreadyStartedError)) throw e; // it ran already
   }
   return workflowId;
+}
+
+/**
+ * The memo of a provider process, set at its start and never changed: who may touch it (the
+ * authenticated counterparty's id) and a keyed digest of the request that created it (a re-sent
+ * request with other parameters is a conflict, not the same request).
+ */
+export interface ProcessMemo {
+  counterpartyId?: string;
+  requestDigest?: string;
 }
 
 /** The provider's pid for a consumer's request: the same request (consumer, consumerPid) always maps to the same process. */

@@ -6,7 +6,11 @@ import { fileURLToPath } from 'node:url';
 import type { TestWorkflowEnvironment } from '@temporalio/testing';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { ferryDataConverter } from '../src/codec.js';
+import { ControlPlaneConfigSchema, DataPlaneConfigSchema } from '../src/config.js';
 import { Keyring } from '../src/keys.js';
+import { bundle, CONTROL_PLANE_WORKFLOWS, DATA_PLANE_WORKFLOWS } from '../worker/bundle.js';
+import { startControlPlaneWorker, type RunningControlPlane } from '../worker/controlPlaneWorker.js';
+import { startDataPlaneWorker, type RunningDataPlane } from '../worker/dataPlaneWorker.js';
 import { startCodecServer } from '../worker/codecServer.js';
 import { EncryptionCodec } from '../src/codec.js';
 import { startDevServer } from '../worker/devServer.js';
@@ -27,6 +31,7 @@ let address: string;
 let dataDir: string;
 /** The connector's payload codec keys, given to the CLI in FERRY_CODEC_KEYS. */
 const codecKeys = Keyring.generate('cli-test');
+const workers: (RunningControlPlane | RunningDataPlane)[] = [];
 
 function ferry(...args: string[]): Promise<Run> {
   return ferryWith({ FERRY_CODEC_KEYS: codecKeys.serialize() }, ...args);
@@ -60,9 +65,21 @@ beforeAll(async () => {
   dataDir = mkdtempSync(path.join(os.tmpdir(), 'ferry-cli-test-'));
   env = await startDevServer({ dataConverter: ferryDataConverter(codecKeys) });
   address = env.connection.options.address;
+  // a start is refused unless the connector (and an in-cluster counterparty) has a live control plane
+  // (and the consumer's data plane, so a started transfer runs to its end: the provider, which has no
+  // agreements, refuses it, and nothing is left running when the workers stop)
+  const [workflowBundle, dataPlaneBundle] = await Promise.all([bundle(CONTROL_PLANE_WORKFLOWS), bundle(DATA_PLANE_WORKFLOWS)]);
+  const temporal = { address, namespace: 'default' };
+  for (const connectorId of ['consumer', 'provider']) {
+    const config = ControlPlaneConfigSchema.parse({ connectorId, temporal, dataPlanes: [{ id: `${connectorId}-dp`, transferTypes: ['File-PUSH', 'HttpData-PULL'] }] });
+    workers.push(await startControlPlaneWorker(config, { workflowBundle, keys: { codec: codecKeys } }));
+  }
+  const consumerDp = DataPlaneConfigSchema.parse({ instanceId: 'consumer-dp', temporal, fileRoot: path.join(dataDir, 'files'), provisioners: [] });
+  workers.push(await startDataPlaneWorker(consumerDp, { workflowBundle: dataPlaneBundle, keys: { codec: codecKeys } }));
 }, 120_000);
 
 afterAll(async () => {
+  for (const w of workers.reverse()) await w.shutdown().catch(() => undefined);
   await env?.teardown();
   if (dataDir) rmSync(dataDir, { recursive: true, force: true });
 });
@@ -109,8 +126,23 @@ describe('ferry CLI', () => {
     expect(Buffer.from(input.metadata!['encryption-key-id']!).toString()).toBe('cli-test');
     expect(Buffer.from(input.data!).toString('latin1')).not.toContain('consumer/inbox');
     // Visibility may trail the start by a moment.
-    await expect.poll(workflowIds, { timeout: 10_000, interval: 200 }).toEqual(['transfer-consumer-valid-1']);
+    // (the consumer's data flow and the provider's refusing process follow it; the start made this one)
+    const consumerProcesses = async () => (await workflowIds()).filter((id) => id.startsWith('transfer-consumer-'));
+    await expect.poll(consumerProcesses, { timeout: 10_000, interval: 200 }).toEqual(['transfer-consumer-valid-1']);
     await env.client.workflow.getHandle('transfer-consumer-valid-1').terminate('test cleanup');
+  });
+
+  it('a connector or in-cluster counterparty nobody runs (a typo) is refused (exit 3) and nothing is started', async () => {
+    const typo = await ferry('start', ...REQUEST.map((a) => (a === 'consumer' ? 'consumr' : a)), '--dest', 'consumer/inbox', '--process-id', 'typo-1', '--address', address);
+    expect(typo.code).toBe(3);
+    expect(typo.stderr).toContain('connector consumr has no live control-plane worker');
+    noStackTrace(typo.stderr);
+    const counterparty = await ferry('start', ...REQUEST.map((a) => (a === 'temporal://provider' ? 'temporal://provder' : a)), '--dest', 'consumer/inbox', '--process-id', 'typo-2', '--address', address);
+    expect(counterparty.code).toBe(3);
+    expect(counterparty.stderr).toContain('in-cluster counterparty provder has no live control-plane worker');
+    for (const id of ['transfer-consumr-typo-1', 'transfer-consumer-typo-2']) {
+      await expect(env.client.workflow.getHandle(id).describe()).rejects.toThrow(/not found/i);
+    }
   });
 
   it('a pull takes no --dest: one given is refused (exit 2, nothing started); without one it starts', async () => {

@@ -11,7 +11,7 @@ import { durationMs } from '../src/settings.js';
 import { CONNECTOR_WATCHDOG_WORKFLOW, watchdogWorkflowId } from '../src/Watchdog.js';
 import { bundlerOptions, CONTROL_PLANE_WORKFLOWS } from './bundle.js';
 import { startDspServer } from './dspServer.js';
-import { connect, installRuntime, isMain, loadConfigFile, runMain, runWorker, untilSignal } from './runtime.js';
+import { connect, installRuntime, isMain, loadConfigFile, runMain, runWorker, untilPolling, untilSignal } from './runtime.js';
 
 /** A control-plane worker: the TransferProcess workflows of one connector. */
 
@@ -54,6 +54,11 @@ export async function startControlPlaneWorker(
   const stop = runWorker(worker, async () => {
     await dspServer?.close();
     await conn.close();
+  });
+  // ready when Temporal sees it polling (clients refuse starts for connectors nobody polls for)
+  await untilPolling(conn.client, worker).catch(async (e: unknown) => {
+    await stop();
+    throw e;
   });
   // the connector's watchdog: one workflow per connector, started by whichever worker comes first
   await conn.client.workflow.start(CONNECTOR_WATCHDOG_WORKFLOW, {

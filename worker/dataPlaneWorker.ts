@@ -16,7 +16,7 @@ import { durationMs } from '../src/settings.js';
 import { bundlerOptions, DATA_PLANE_WORKFLOWS } from './bundle.js';
 import { callbackSigner, startCallbackServer } from './callbackServer.js';
 import { pullAccessFrom, startPublicApiServer, type PublicApiServer } from './publicApiServer.js';
-import { connect, installRuntime, isMain, loadConfigFile, runMain, runWorker, untilSignal } from './runtime.js';
+import { connect, installRuntime, isMain, loadConfigFile, runMain, runWorker, untilPolling, untilSignal } from './runtime.js';
 
 /** A data-plane worker: one instance, its own task queue, its provisioners and its callback endpoint. */
 
@@ -132,6 +132,11 @@ export async function startDataPlaneWorker(
     await server.close();
     await publicApi?.close();
     await conn.close();
+  });
+  // ready when Temporal sees it polling (clients refuse starts for connectors nobody polls for)
+  await untilPolling(conn.client, worker).catch(async (e: unknown) => {
+    await stop();
+    throw e;
   });
   return {
     instanceId: config.instanceId,

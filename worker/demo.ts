@@ -11,6 +11,9 @@ import type { DataPlaneKeys } from './dataPlaneWorker.js';
 /** The demo setup `npm run dev` runs: a consumer and a provider connector on one cluster. */
 
 export const DEMO_ASSET = 'demo-asset';
+export const DEMO_AGREEMENT = 'demo-agreement';
+/** Data planes refuse private networks unless allowed; the demo's HTTP endpoints are on loopback. */
+const LOOPBACK = ['127.0.0.0/8', '::1/128'];
 
 /**
  * A key ring kept in `<dataDir>/keys/<name>.keys`, made on first use (mode 0600): kept beside the dev
@@ -66,12 +69,16 @@ export function demoConfigs(opts: { temporal: { address: string; namespace: stri
     temporal: opts.temporal,
     dataPlanes: [{ id: 'provider-dp-1', transferTypes: ['File-PUSH', 'HttpData-PULL'] }],
     assets: { [DEMO_ASSET]: { endpointType: 'File', endpoint: path.join(opts.fileRoot, 'provider', 'assets', 'demo.bin') } },
+    // the consumer connector may transfer the demo asset (in-cluster requests are admitted like DSP ones)
+    agreements: { [DEMO_AGREEMENT]: { assetId: DEMO_ASSET, counterparty: 'consumer' } },
   });
   const consumerDp: DataPlaneConfig = DataPlaneConfigSchema.parse({
     instanceId: 'consumer-dp-1',
     temporal: opts.temporal,
     fileRoot: opts.fileRoot,
     provisioners: [{ kind: 'file-destination' }],
+    // the dev setup's HTTP endpoints are on this machine: loopback allowed explicitly
+    allowedNetworks: LOOPBACK,
   });
   const providerDp: DataPlaneConfig = DataPlaneConfigSchema.parse({
     instanceId: 'provider-dp-1',
@@ -80,6 +87,7 @@ export function demoConfigs(opts: { temporal: { address: string; namespace: stri
     provisioners: [],
     // pulls: EDRs point at this endpoint (a free port; the EDR carries its URL)
     publicApi: { host: '127.0.0.1', port: 0 },
+    allowedNetworks: LOOPBACK,
   });
   return { consumer, provider, consumerDp, providerDp, providerAddress: inClusterAddress('provider') };
 }

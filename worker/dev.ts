@@ -8,7 +8,7 @@ import { startCodecServer } from './codecServer.js';
 import { bundle, CONTROL_PLANE_WORKFLOWS, DATA_PLANE_WORKFLOWS } from './bundle.js';
 import { startControlPlaneWorker } from './controlPlaneWorker.js';
 import { startDataPlaneWorker } from './dataPlaneWorker.js';
-import { demoConfigs, DEMO_ASSET, devCodecServerToken, devKeys, ensureDemoAsset } from './demo.js';
+import { demoConfigs, DEMO_AGREEMENT, DEMO_ASSET, devCodecServerToken, devKeys, ensureDemoAsset } from './demo.js';
 import { startDevServer } from './devServer.js';
 import { installRuntime, runMain, untilSignal } from './runtime.js';
 import { REPO_ROOT, resolveTemporalCli } from './temporalCli.js';
@@ -77,7 +77,7 @@ runMain(async () => {
   const started = await ferry.startTransfer({
     connectorId: 'consumer',
     counterpartyAddress: cfg.providerAddress,
-    agreementId: 'demo-agreement',
+    agreementId: DEMO_AGREEMENT,
     assetId: DEMO_ASSET,
     transferType: 'File-PUSH',
     dataDestination: { endpointType: 'File', endpoint: 'consumer/inbox' },

@@ -93,6 +93,23 @@ export function untilSignal(): Promise<NodeJS.Signals> {
 export const isMain = (metaUrl: string): boolean => !!process.argv[1] && metaUrl === new URL(`file://${process.argv[1]}`).href;
 
 /**
+ * Resolves once Temporal sees `worker` polling its task queue: from then on a client's liveness
+ * check (FerryClient refuses starts nobody would run) finds it. Bounded: a worker that never polls
+ * is an error, not a wait forever.
+ */
+export async function untilPolling(client: Client, worker: Worker, timeoutMs = 60_000): Promise<void> {
+  const { namespace, taskQueue, identity } = worker.options;
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    const res = await client.workflowService.describeTaskQueue({ namespace, taskQueue: { name: taskQueue, kind: 1 }, taskQueueType: 1 });
+    if (res.pollers?.some((p) => p.identity === identity)) return;
+    if (worker.getState() !== 'RUNNING' && worker.getState() !== 'INITIALIZED') throw new Error(`worker on ${taskQueue} stopped before it polled`);
+    if (Date.now() > deadline) throw new Error(`worker on ${taskQueue} did not poll within ${timeoutMs} ms`);
+    await new Promise((r) => setTimeout(r, 25));
+  }
+}
+
+/**
  * Runs a worker and returns its stop function. The SDK shuts workers down on SIGINT/SIGTERM by
  * itself; stopping is therefore idempotent: shut down if still running, wait, then release `after`.
  */

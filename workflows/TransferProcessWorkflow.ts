@@ -556,7 +556,15 @@ class TransferProcess {
     const run =
       type === 'TransferRequestMessage'
         ? () => acts.requestTransfer({ address: this.input.counterpartyAddress, message: this.requestMessage(), messageId })
-        : () => acts.sendToCounterparty({ address: this.input.counterpartyAddress, receiverPid: this.counterpartyPid!, message: this.processMessage(type), messageId });
+        : () =>
+            acts.sendToCounterparty({
+              address: this.input.counterpartyAddress,
+              receiverPid: this.counterpartyPid!,
+              message: this.processMessage(type),
+              messageId,
+              // the bound counterparty's credentials go with the message
+              ...(this.input.counterpartyId ? { counterpartyId: this.input.counterpartyId } : {}),
+            });
     this.waits.call(
       'send',
       run as () => Promise<{ providerPid?: string } | void>,

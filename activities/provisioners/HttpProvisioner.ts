@@ -11,6 +11,7 @@ import {
   type Provisioner,
   type Role,
 } from '../../src/Provisioner.js';
+import { parseHttpUrl, UrlPolicyError } from '../../src/urlPolicy.js';
 
 /**
  * Delegates provisioning to an external HTTP service:
@@ -52,21 +53,17 @@ export class HttpProvisioner implements Provisioner {
 
   constructor(opts: HttpProvisionerOptions) {
     if (!opts.name) throw new Error('HttpProvisioner needs a name');
-    let parsed: URL;
+    // The URL policy's parse: http(s) only, no credentials in the URL (they would leak into errors;
+    // service credentials go in `headers`), nothing ambiguous in the path.
     try {
-      parsed = new URL(opts.url);
-    } catch {
-      throw new Error(`HttpProvisioner ${opts.name}: invalid url`);
+      parseHttpUrl(opts.url, `HttpProvisioner ${opts.name}: url`);
+    } catch (e) {
+      throw new Error(e instanceof UrlPolicyError ? e.message : `HttpProvisioner ${opts.name}: invalid url`);
     }
-    if (parsed.protocol !== 'http:' && parsed.protocol !== 'https:') {
-      throw new Error(`HttpProvisioner ${opts.name}: url must be http(s), got ${parsed.protocol}`);
-    }
+    const parsed = new URL(opts.url);
     const timeoutMs = opts.timeoutMs ?? 10_000;
     if (!Number.isFinite(timeoutMs) || timeoutMs <= 0) throw new Error(`HttpProvisioner ${opts.name}: timeoutMs must be positive`);
     this.name = opts.name;
-    // Credentials in the URL would leak into error messages; keep only the origin and path.
-    parsed.username = '';
-    parsed.password = '';
     this.#base = parsed.toString().replace(/\/+$/, '');
     this.#side = opts.side;
     this.#endpointTypes = new Set(opts.endpointTypes);
@@ -155,6 +152,8 @@ export class HttpProvisioner implements Provisioner {
   }
 
   #failure(op: string, status: number, body: string): Error {
+    // a redirect is never followed: it would send the request (and its credentials) elsewhere, every time
+    if (status >= 300 && status < 400) return new ProvisionRejected(`provisioner ${this.name}: ${op} answered a redirect (${status}); redirects are not followed`);
     const message = `provisioner ${this.name}: ${op} answered ${status}: ${serviceMessage(body)}`;
     return status >= 400 && status < 500 && !RETRYABLE_4XX.has(status) ? new ProvisionRejected(message) : new Error(message);
   }

@@ -4,6 +4,8 @@ import { stat } from 'node:fs/promises';
 import { Readable } from 'node:stream';
 import { endpointUrl, property, type DataAddress } from '../../src/DataAddress.js';
 import { FileAddressError, resolveInRoot } from '../../src/FileAddress.js';
+import { UrlPolicyError, type HttpPolicy } from '../../src/urlPolicy.js';
+import { policyFetch } from '../net/policyFetch.js';
 import { realPathInside } from './confinement.js';
 import { TokenBucket, TransferAborted, TransferRejected } from './FileTransfer.js';
 
@@ -23,6 +25,37 @@ export interface PushHttpOptions {
   signal?: AbortSignal;
   onProgress?: (bytes: number) => void;
   progressEveryBytes?: number;
+  /**
+   * Where requests may go (src/urlPolicy.ts): checked before any I/O and again on the addresses a
+   * name resolves to; redirects are never followed. Absent: any address (callers that decide elsewhere).
+   */
+  destinationPolicy?: HttpPolicy;
+  sourcePolicy?: HttpPolicy;
+}
+
+const ANY_NETWORK: HttpPolicy = { allowPrivateNetworks: true };
+
+/** A request the URL policy refused (not allowed, resolves into a refused range, a redirect): final. */
+export class NotAllowed extends TransferRejected {
+  constructor(what: 'source' | 'destination', message: string) {
+    super(message);
+    this.name = what === 'source' ? 'SourceNotAllowed' : 'DestinationNotAllowed';
+  }
+}
+
+/** fetch under a policy; a refusal, or headers no request can carry, is final: no retry changes it. */
+async function fetchUnder(what: 'source' | 'destination', url: string, init: Parameters<typeof policyFetch>[1], policy: HttpPolicy | undefined) {
+  const headers = Object.entries((init.headers ?? {}) as Record<string, string>);
+  // RFC 9110 field names (tokens) and values (visible characters, spaces, tabs); the value may be a credential: not in the message
+  if (headers.some(([name, value]) => !/^[!#$%&'*+.^_`|~0-9A-Za-z-]+$/.test(name) || !/^[\t\x20-\x7E\x80-\xFF]*$/.test(value))) {
+    throw new TransferRejected(`${what} address has an invalid header name or value`);
+  }
+  try {
+    return await policyFetch(url, init, policy ?? ANY_NETWORK, { what });
+  } catch (e) {
+    if (e instanceof UrlPolicyError) throw new NotAllowed(what, e.message);
+    throw e;
+  }
 }
 
 const DEFAULT_PROGRESS_EVERY = 4 * 1024 * 1024;
@@ -30,7 +63,7 @@ const DEFAULT_PROGRESS_EVERY = 4 * 1024 * 1024;
 export async function pushHttp(opts: PushHttpOptions): Promise<{ bytes: number; sha256: string }> {
   const { destination, signal } = opts;
   if (destination.endpointType !== 'HttpData') throw new TransferRejected(`pushHttp needs an HttpData destination, got ${destination.endpointType}`);
-  const source = await openSource(opts.root, opts.source, signal);
+  const source = await openSource(opts.root, opts.source, signal, opts.sourcePolicy);
   const hash = createHash('sha256');
   const limiter = opts.rateLimitBytesPerSec ? new TokenBucket(opts.rateLimitBytesPerSec) : undefined;
   const every = opts.progressEveryBytes ?? DEFAULT_PROGRESS_EVERY;
@@ -51,9 +84,9 @@ export async function pushHttp(opts: PushHttpOptions): Promise<{ bytes: number; 
       },
     }),
   );
-  let res: Response;
+  let res: Awaited<ReturnType<typeof fetchUnder>>;
   try {
-    res = await fetch(endpointUrl(destination), {
+    res = await fetchUnder('destination', endpointUrl(destination), {
       method: property(destination, 'method') ?? 'POST',
       headers: {
         ...headersOf(destination),
@@ -61,9 +94,8 @@ export async function pushHttp(opts: PushHttpOptions): Promise<{ bytes: number; 
       },
       body: counted,
       duplex: 'half',
-      redirect: 'error',
       ...(signal ? { signal } : {}),
-    } as RequestInit);
+    }, opts.destinationPolicy);
   } catch (e) {
     if (signal?.aborted) throw new TransferAborted(bytes, signal.reason);
     throw e;
@@ -75,7 +107,7 @@ export async function pushHttp(opts: PushHttpOptions): Promise<{ bytes: number; 
   return { bytes, sha256: hash.digest('hex') };
 }
 
-async function openSource(root: string, source: DataAddress, signal?: AbortSignal): Promise<{ body: ReadableStream<Uint8Array>; contentType?: string; length?: number }> {
+async function openSource(root: string, source: DataAddress, signal?: AbortSignal, policy?: HttpPolicy): Promise<{ body: ReadableStream<Uint8Array>; contentType?: string; length?: number }> {
   if (source.endpointType === 'File') {
     let file: string;
     try {
@@ -89,13 +121,13 @@ async function openSource(root: string, source: DataAddress, signal?: AbortSigna
     if (!info?.isFile()) throw new TransferRejected(`source ${JSON.stringify(source.endpoint)} is not a regular file`);
     return { body: Readable.toWeb(createReadStream(file, { highWaterMark: 1024 * 1024 })) as ReadableStream<Uint8Array>, length: info.size };
   }
-  const res = await fetch(endpointUrl(source), { headers: headersOf(source), redirect: 'error', ...(signal ? { signal } : {}) });
+  const res = await fetchUnder('source', endpointUrl(source), { headers: headersOf(source), ...(signal ? { signal } : {}) }, policy);
   if (!res.ok || !res.body) {
     await res.arrayBuffer().catch(() => undefined);
     throw httpFailure('source', source.endpoint, res.status);
   }
   const length = Number(res.headers.get('content-length') ?? NaN);
-  return { body: res.body, ...(res.headers.get('content-type') ? { contentType: res.headers.get('content-type')! } : {}), ...(Number.isFinite(length) ? { length } : {}) };
+  return { body: res.body as ReadableStream<Uint8Array>, ...(res.headers.get('content-type') ? { contentType: res.headers.get('content-type')! } : {}), ...(Number.isFinite(length) ? { length } : {}) };
 }
 
 /** The request headers an address asks for. Values may be credentials: never log them. */

@@ -8,8 +8,17 @@ import {
 } from '@temporalio/client';
 import { dspStateOf, FINAL_STATE_OF, type DspState, type ProcessMessage, type TransferRequestMessage } from '../../src/dsp.js';
 import { controlPlaneTaskQueue, IN_CLUSTER_SCHEME, TRANSFER_PROCESS_WORKFLOW, transferProcessWorkflowId } from '../../src/ids.js';
-import { providerPidFor } from '../../src/processStart.js';
-import { counterpartyMessageUpdate, requestUpdate, transferLinks, transferProcessStatusQuery, transferSearchAttributes, transferSummary, type TransferProcessInput } from '../../src/TransferProcess.js';
+import { providerPidFor, type ProcessMemo } from '../../src/processStart.js';
+import {
+  counterpartyMessageUpdate,
+  requestUpdate,
+  transferLinks,
+  TransferProcessInputSchema,
+  transferProcessStatusQuery,
+  transferSearchAttributes,
+  transferSummary,
+  type TransferProcessInput,
+} from '../../src/TransferProcess.js';
 import { CounterpartyRejected, type CounterpartyTransport, type SendOptions } from '../../src/Transport.js';
 
 /**
@@ -33,19 +42,26 @@ export class InClusterTransport implements CounterpartyTransport {
     if (!message.assetId) throw new CounterpartyRejected('an in-cluster transfer request must name its asset');
     // The same consumer process always maps to the same provider process: a re-sent request is idempotent.
     const providerPid = providerPidFor(message.callbackAddress, message.consumerPid);
+    // The consumer connector is the counterparty; the provider's own worker admits the request
+    // against its agreements as the first step of the process (no config of the provider is here).
+    const counterpartyId = connectorOf(message.callbackAddress);
     const input: TransferProcessInput = {
       role: 'PROVIDER',
       connectorId: provider,
       processId: providerPid,
       counterpartyPid: message.consumerPid,
       counterpartyAddress: message.callbackAddress,
-      counterpartyId: connectorOf(message.callbackAddress),
+      counterpartyId,
       agreementId: message.agreementId,
       assetId: message.assetId,
       transferType: message.format as TransferProcessInput['transferType'],
       ...(message.dataAddress ? { dataDestination: message.dataAddress } : {}),
     };
+    // the provider's boundary: an input its workflow would refuse is refused here, once, not started
+    const valid = TransferProcessInputSchema.safeParse(input);
+    if (!valid.success) throw new CounterpartyRejected(`invalid transfer request: ${valid.error.issues.map((i) => `${i.path.join('.')}: ${i.message}`).join('; ')}`);
     const workflowId = transferProcessWorkflowId(provider, providerPid);
+    const memo: ProcessMemo = { counterpartyId };
     try {
       await this.client.workflow.executeUpdateWithStart(requestUpdate, {
         args: [message],
@@ -56,7 +72,7 @@ export class InClusterTransport implements CounterpartyTransport {
           args: [input],
           ...transferSummary(input),
           typedSearchAttributes: transferSearchAttributes(input),
-          memo: transferLinks(input),
+          memo: { ...transferLinks(input), ...memo },
           workflowIdConflictPolicy: 'USE_EXISTING',
           workflowIdReusePolicy: 'REJECT_DUPLICATE',
         }),

@@ -27,7 +27,12 @@ beforeAll(async () => {
   await Promise.all([
     cluster.controlPlane({ connectorId: 'consumer', dataPlanes: instances.map((id) => ({ id, transferTypes: ['File-PUSH' as const] })) }),
     ...instances.map((id) => cluster.dataPlane({ instanceId: id, fileRoot: rootOf(id), provisioners: [{ kind: 'file-destination' }] })),
-    cluster.controlPlane({ connectorId: 'provider', dataPlanes: [{ id: 'provider-dp', transferTypes: ['File-PUSH'] }], assets }),
+    cluster.controlPlane({
+      connectorId: 'provider',
+      dataPlanes: [{ id: 'provider-dp', transferTypes: ['File-PUSH'] }],
+      assets,
+      agreements: { 'agreement-data': { assetId: 'data', counterparty: 'consumer' }, 'agreement-slow': { assetId: 'slow', counterparty: 'consumer' } },
+    }),
     cluster.dataPlane({ instanceId: 'provider-dp', fileRoot: cluster.root, provisioners: [], rateLimitBytesPerSec: 8 * 1024 * 1024 }),
   ]);
 });
@@ -38,7 +43,7 @@ const request = (processId: string, assetId: string) => ({
   connectorId: 'consumer',
   processId,
   counterpartyAddress: inClusterAddress('provider'),
-  agreementId: 'agreement-1',
+  agreementId: `agreement-${assetId}`,
   assetId,
   transferType: 'File-PUSH' as const,
   dataDestination: { endpointType: 'File' as const, endpoint: 'inbox' },

@@ -131,6 +131,8 @@ beforeAll(async () => {
       provisioners: [{ kind: 'http', name: 'sources', url: providerSvc.url, side: 'source', endpointTypes: ['HttpData'] }],
       publicApi: { host: '127.0.0.1', port: 0 },
       rateLimitBytesPerSec: 8 * 1024 * 1024,
+      // the source stream and the consumer's sink are on loopback
+      allowedNetworks: ['127.0.0.0/8'],
     }),
   };
   await Promise.all([

@@ -20,7 +20,12 @@ beforeAll(async () => {
   const assets = { a: { endpointType: 'File' as const, endpoint: path.join(cluster.root, 'assets/a.bin'), endpointProperties: [] } };
   const staging = (url: string) => [{ kind: 'http' as const, name: 'staging', url, side: 'destination' as const, endpointTypes: ['File'] }];
   await Promise.all([
-    cluster.controlPlane({ connectorId: 'provider', dataPlanes: [{ id: 'provider-dp', transferTypes: ['File-PUSH'] }], assets }),
+    cluster.controlPlane({
+      connectorId: 'provider',
+      dataPlanes: [{ id: 'provider-dp', transferTypes: ['File-PUSH'] }],
+      assets,
+      agreements: { 'agreement-flaky': { assetId: 'a', counterparty: 'flaky' }, 'agreement-silent': { assetId: 'a', counterparty: 'silent' } },
+    }),
     cluster.dataPlane({ instanceId: 'provider-dp', fileRoot: cluster.root, provisioners: [] }),
     cluster.controlPlane({ connectorId: 'flaky', dataPlanes: [{ id: 'flaky-dp', transferTypes: ['File-PUSH'] }] }),
     cluster.dataPlane({ instanceId: 'flaky-dp', fileRoot: cluster.root, provisioners: staging(flaky.url) }),
@@ -40,7 +45,7 @@ const request = (connectorId: string, processId: string, settings: TransferReque
   connectorId,
   processId,
   counterpartyAddress: inClusterAddress('provider'),
-  agreementId: 'agreement-1',
+  agreementId: `agreement-${connectorId}`,
   assetId: 'a',
   transferType: 'File-PUSH',
   dataDestination: { endpointType: 'File', endpoint: `out/${processId}` },
@@ -162,11 +167,11 @@ describe('bad input', () => {
     expect((await cluster.ferry.result('flaky', processId)).state).toBe('COMPLETED');
   });
 
-  it('an unknown asset: the provider terminates with the reason and tells the consumer', async () => {
+  it('an asset the agreement does not cover (unknown to the provider): the provider refuses with the reason and the consumer hears it', async () => {
     flaky.setMode('async');
     const { processId } = await cluster.ferry.startTransfer({ ...request('flaky', 'no-such-asset', undefined), assetId: 'missing' });
     const result = await cluster.ferry.result('flaky', processId);
     expect(result.state).toBe('TERMINATED');
-    expect(result.reason).toMatch(/unknown asset missing/);
+    expect(result.reason).toMatch(/agreement agreement-flaky does not cover asset missing/);
   });
 });

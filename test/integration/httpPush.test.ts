@@ -58,8 +58,10 @@ beforeAll(async () => {
       connectorId: 'provider',
       dataPlanes: [{ id: 'provider-dp', transferTypes: ['HttpData-PUSH'] }],
       assets: { api: { endpointType: 'HttpData', endpoint: `${sourceUrl}/data`, endpointProperties: [{ name: 'authorization', value: SOURCE_TOKEN }] } },
+      agreements: { 'agreement-1': { assetId: 'api', counterparty: 'consumer' } },
     }),
-    cluster.dataPlane({ instanceId: 'provider-dp', fileRoot: cluster.root, provisioners: [] }),
+    // source and sink are on loopback, which a data plane reaches only when allowed
+    cluster.dataPlane({ instanceId: 'provider-dp', fileRoot: cluster.root, provisioners: [], allowedNetworks: ['127.0.0.0/8'] }),
   ]);
 });
 

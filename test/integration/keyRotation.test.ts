@@ -50,6 +50,7 @@ async function startWorkers(codec: Keyring, callback: Keyring, edr: Keyring = EA
       connectorId: 'provider',
       dataPlanes: [{ id: 'provider-dp', transferTypes: ['File-PUSH', 'HttpData-PULL'] }],
       assets: { a: { endpointType: 'File', endpoint: asset.file } },
+      agreements: { 'agreement-1': { assetId: 'a', counterparty: 'consumer' } },
       keys: { codec },
     }),
     cluster.dataPlane({ instanceId: 'provider-dp', fileRoot: cluster.root, provisioners: [], publicApi: { host: '127.0.0.1', port: publicPort }, keys: { codec, edr } }),

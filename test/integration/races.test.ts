@@ -87,11 +87,23 @@ beforeAll(async () => {
       connectorId: 'p',
       dataPlanes: [{ id: 'p-dp', transferTypes: ['HttpData-PUSH'] }],
       assets: slowAssets,
+      agreements: Object.fromEntries(Object.keys(slowAssets).map((k) => [`agreement-${k}`, { assetId: k, counterparty: 'c' }])),
       transfer: { requestedTimeout: '2s', staleRetries: 8 },
     }),
-    cluster.dataPlane({ instanceId: 'p-dp', fileRoot: cluster.root, provisioners: [http('staging', staging.url, ['HttpData'])], dataFlow: { transferHeartbeatTimeout: '5s' } }),
+    // source and sink are on loopback, which a data plane reaches only when allowed
+    cluster.dataPlane({ instanceId: 'p-dp', fileRoot: cluster.root, provisioners: [http('staging', staging.url, ['HttpData'])], dataFlow: { transferHeartbeatTimeout: '5s' }, allowedNetworks: ['127.0.0.0/8'] }),
     // a File provider (pushes in flight for a few seconds) and consumers with two provisioners on their destination
-    cluster.controlPlane({ connectorId: 'pf', dataPlanes: [{ id: 'pf-dp', transferTypes: ['File-PUSH', 'HttpData-PULL'] }], assets: { small: fileAsset('small.bin') } }),
+    cluster.controlPlane({
+      connectorId: 'pf',
+      dataPlanes: [{ id: 'pf-dp', transferTypes: ['File-PUSH', 'HttpData-PULL'] }],
+      assets: { small: fileAsset('small.bin') },
+      // in-cluster requests are admitted like DSP ones: one agreement per consumer and asset
+      agreements: {
+        'agreement-small': { assetId: 'small', counterparty: 'c' },
+        'agreement-small-c-echo': { assetId: 'small', counterparty: 'c-echo' },
+        'agreement-small-c-bare': { assetId: 'small', counterparty: 'c-bare' },
+      },
+    }),
     cluster.dataPlane({ instanceId: 'pf-dp', fileRoot: cluster.root, provisioners: [], rateLimitBytesPerSec: 8 * 1024 * 1024, publicApi: { host: '127.0.0.1', port: 0 } }),
     cluster.controlPlane({ connectorId: 'c-echo', dataPlanes: [{ id: 'c-echo-dp', transferTypes: ['File-PUSH'] }] }),
     cluster.dataPlane({ instanceId: 'c-echo-dp', fileRoot: cluster.root, provisioners: [{ kind: 'file-destination' }, http('echo', echo.url, ['File'])] }),
@@ -269,7 +281,7 @@ describe('two provisioners on one side', () => {
         cluster.ferry.startTransfer({
           connectorId: consumer,
           counterpartyAddress: inClusterAddress('pf'),
-          agreementId: 'agreement-small',
+          agreementId: `agreement-small-${consumer}`,
           assetId: 'small',
           transferType: 'File-PUSH',
           dataDestination: { endpointType: 'File', endpoint: `two-${kind}` },

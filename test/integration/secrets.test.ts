@@ -62,8 +62,10 @@ beforeAll(async () => {
       assets: {
         api: { endpointType: 'HttpData', endpoint: `${sourceUrl}/data?access_token=${SOURCE_TOKEN}&format=csv`, endpointProperties: [{ name: 'header:X-Signature', value: SIGNATURE }] },
       },
+      agreements: { 'agreement-1': { assetId: 'api', counterparty: 'consumer' } },
     }),
-    cluster.dataPlane({ instanceId: 'provider-dp', fileRoot: cluster.root, provisioners: [] }),
+    // source and sink are on loopback, which a data plane reaches only when allowed
+    cluster.dataPlane({ instanceId: 'provider-dp', fileRoot: cluster.root, provisioners: [], allowedNetworks: ['127.0.0.0/8'] }),
   ]);
 });
 

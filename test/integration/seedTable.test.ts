@@ -29,12 +29,16 @@ beforeAll(async () => {
     small: { endpointType: 'File' as const, endpoint: path.join(cluster.root, 'assets/small.bin'), endpointProperties: [] },
     big: { endpointType: 'File' as const, endpoint: path.join(cluster.root, 'assets/big.bin'), endpointProperties: [] },
   };
+  // each consumer has its own agreement for each asset (in-cluster requests are admitted like DSP ones)
+  const agreements = Object.fromEntries(
+    ['c-async', 'c-sync'].flatMap((consumer) => ['small', 'big'].map((assetId) => [`agreement-${consumer}-${assetId}`, { assetId, counterparty: consumer }])),
+  );
   const fileRoot = cluster.root;
   await Promise.all([
     cluster.controlPlane({ connectorId: 'c-async', dataPlanes: [{ id: 'c-async-dp', transferTypes: ['File-PUSH'] }] }),
     cluster.controlPlane({ connectorId: 'c-sync', dataPlanes: [{ id: 'c-sync-dp', transferTypes: ['File-PUSH'] }] }),
-    cluster.controlPlane({ connectorId: 'p-async', dataPlanes: [{ id: 'p-async-dp', transferTypes: ['File-PUSH'] }], assets }),
-    cluster.controlPlane({ connectorId: 'p-sync', dataPlanes: [{ id: 'p-sync-dp', transferTypes: ['File-PUSH'] }], assets }),
+    cluster.controlPlane({ connectorId: 'p-async', dataPlanes: [{ id: 'p-async-dp', transferTypes: ['File-PUSH'] }], assets, agreements }),
+    cluster.controlPlane({ connectorId: 'p-sync', dataPlanes: [{ id: 'p-sync-dp', transferTypes: ['File-PUSH'] }], assets, agreements }),
     cluster.dataPlane({ instanceId: 'c-async-dp', fileRoot, provisioners: [{ kind: 'file-destination' }] }),
     cluster.dataPlane({ instanceId: 'c-sync-dp', fileRoot, provisioners: [] }),
     cluster.dataPlane({
@@ -55,7 +59,7 @@ afterAll(async () => {
 const request = (consumer: string, provider: string, assetId: string, endpoint: string) => ({
   connectorId: consumer,
   counterpartyAddress: inClusterAddress(provider),
-  agreementId: `agreement-${assetId}`,
+  agreementId: `agreement-${consumer}-${assetId}`,
   assetId,
   transferType: 'File-PUSH' as const,
   dataDestination: { endpointType: 'File' as const, endpoint },

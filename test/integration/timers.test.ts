@@ -33,7 +33,13 @@ beforeAll(async () => {
   await Promise.all([
     cluster.controlPlane({ connectorId: 'tc', dataPlanes: [{ id: 'tc-dp', transferTypes: [...pullTypes] }], watchdog: { interval: '1s', lostAfter: '3s' } }),
     cluster.dataPlane({ instanceId: 'tc-dp', fileRoot: cluster.root, provisioners: [] }),
-    cluster.controlPlane({ connectorId: 'tp', dataPlanes: [{ id: 'tp-dp', transferTypes: [...pullTypes] }], assets, watchdog: { interval: '1s', lostAfter: '3s' } }),
+    cluster.controlPlane({
+      connectorId: 'tp',
+      dataPlanes: [{ id: 'tp-dp', transferTypes: [...pullTypes] }],
+      assets,
+      agreements: { 'agreement-t': { assetId: 't', counterparty: 'tc' } },
+      watchdog: { interval: '1s', lostAfter: '3s' },
+    }),
     cluster.dataPlane({ instanceId: 'tp-dp', fileRoot: cluster.root, provisioners: [], publicApi: { host: '127.0.0.1', port: 0 }, rateLimitBytesPerSec: 2 * 1024 * 1024 }),
     // a data plane whose release service never calls back, with short timers
     cluster.dataPlane({

@@ -56,6 +56,7 @@ beforeAll(async () => {
       connectorId: p,
       dataPlanes: [{ id: `${p}-dp`, transferTypes: [...types] }],
       assets: { model: { endpointType: 'File', endpoint: path.join(cluster.root, 'assets/model.bin'), endpointProperties: [] } },
+      agreements: { 'model-agreement': { assetId: 'model', counterparty: c } },
       transfer,
       watchdog,
     });

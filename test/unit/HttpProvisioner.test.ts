@@ -178,3 +178,20 @@ describe('HttpProvisioner', () => {
     }
   });
 });
+
+describe('HttpProvisioner and the URL policy', () => {
+  it('refuses a service URL with credentials in it (they would leak into errors)', () => {
+    expect(() => new HttpProvisioner({ name: 'p', url: 'http://user:pw@127.0.0.1:1/', side: 'destination', endpointTypes: ['File'] })).toThrow(/credentials/);
+  });
+
+  it('never follows a redirect and refuses it for good', async () => {
+    const server = createServer((_req, res) => res.writeHead(307, { location: 'http://169.254.169.254/' }).end());
+    await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
+    const { port } = server.address() as AddressInfo;
+    const p = new HttpProvisioner({ name: 'p', url: `http://127.0.0.1:${port}`, side: 'destination', endpointTypes: ['File'] });
+    await expect(
+      p.provision({ flowId: 'f', workflowId: 'w', role: 'CONSUMER', side: 'destination', address: { endpointType: 'File', endpoint: 'x', endpointProperties: [] }, callbackUrl: 'http://127.0.0.1:1/cb' }),
+    ).rejects.toBeInstanceOf(ProvisionRejected);
+    server.close();
+  });
+});

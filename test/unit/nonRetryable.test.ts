@@ -1,0 +1,54 @@
+import { createServer, type Server } from 'node:http';
+import type { AddressInfo } from 'node:net';
+import { Client, Connection } from '@temporalio/client';
+import { MockActivityEnvironment } from '@temporalio/testing';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { createControlPlaneActivities } from '../../activities/controlPlane.js';
+import { createDataPlaneActivities } from '../../activities/dataPlane.js';
+import { HttpDspTransport } from '../../activities/transport/HttpDspTransport.js';
+import { InClusterTransport } from '../../activities/transport/InClusterTransport.js';
+import { ControlPlaneConfigSchema, DataPlaneConfigSchema, DspConfigSchema } from '../../src/config.js';
+import { DSP_CONTEXT } from '../../src/dsp.js';
+import { CounterpartyRejected } from '../../src/Transport.js';
+
+/** Deterministic refusals fail once (non-retryable); only what a retry can fix is retried. */
+const dead = () => new Client({ connection: Connection.lazy({ address: '127.0.0.1:1', connectTimeout: '1s' }) });
+let peer: Server;
+let peerUrl: string;
+let answer = { status: 200, body: '<html>ok</html>' };
+
+beforeAll(async () => {
+  peer = createServer((req, res) => req.resume().on('end', () => res.writeHead(answer.status, { 'content-type': 'text/html' }).end(answer.body)));
+  await new Promise<void>((r) => peer.listen(0, '127.0.0.1', r));
+  peerUrl = `http://127.0.0.1:${(peer.address() as AddressInfo).port}/dsp`;
+});
+afterAll(() => peer?.close());
+
+describe('non-retryable refusals', () => {
+  it('a 2xx with a body that is not JSON acknowledges a message (no resend); a request acknowledged so is refused once', async () => {
+    const transport = new HttpDspTransport({ ...DspConfigSchema.parse({ counterparties: [{ id: 'p', address: peerUrl, inboundToken: 'x'.repeat(16), outboundToken: 'y'.repeat(16) }] }), publicUrl: 'http://127.0.0.1:9/dsp' });
+    answer = { status: 200, body: '<html>ok</html>' };
+    await expect(transport.send(peerUrl, 'c1', { '@context': [DSP_CONTEXT], '@type': 'TransferCompletionMessage', consumerPid: 'c1', providerPid: 'p1' })).resolves.toBeUndefined();
+    answer = { status: 201, body: '<html>created</html>' };
+    await expect(
+      transport.requestTransfer(peerUrl, { '@context': [DSP_CONTEXT], '@type': 'TransferRequestMessage', consumerPid: 'c1', agreementId: 'a', format: 'File-PUSH', callbackAddress: 'x' }),
+    ).rejects.toBeInstanceOf(CounterpartyRejected);
+    answer = { status: 302, body: '' };
+    await expect(transport.send(peerUrl, 'c1', { '@context': [DSP_CONTEXT], '@type': 'TransferCompletionMessage', consumerPid: 'c1', providerPid: 'p1' })).rejects.toBeInstanceOf(CounterpartyRejected);
+  });
+
+  it('an in-cluster request the provider workflow would refuse is refused once, nothing started', async () => {
+    const transport = new InClusterTransport(dead());
+    await expect(
+      transport.requestTransfer('temporal://provider', {
+        '@context': [DSP_CONTEXT],
+        '@type': 'TransferRequestMessage',
+        consumerPid: 'c1',
+        agreementId: 'a'.repeat(300),
+        assetId: 'a',
+        format: 'File-PUSH',
+        callbackAddress: 'temporal://consumer',
+      }),
+    ).rejects.toBeInstanceOf(CounterpartyRejected);
+  });
+});
