@@ -27,6 +27,18 @@ import { startPublicApiServer } from '../worker/publicApiServer.js';
  *   --json      print the results as JSON too
  */
 
+const BENCH_HELP = `Usage: npm run bench [-- --json]
+
+File→File throughput of the data plane's copyFile against plain copies, and an HttpData pull
+through the public endpoint against a plain HTTP file server, measured in the same run; prints ratios.
+
+Environment: BENCH_MB (file size in MiB, default 256), BENCH_REPS (repetitions, default 5),
+BENCH_DIR (temp files, default the OS temp dir). --json prints the results as JSON too.`;
+if (process.argv.includes('--help') || process.argv.includes('-h')) {
+  console.log(BENCH_HELP);
+  process.exit(0);
+}
+
 const MiB = 1024 * 1024;
 
 function positiveInt(name: string, fallback: number): number {
