@@ -185,3 +185,14 @@ export function webUiBase(t: Pick<TemporalConnection, 'address'>, env: NodeJS.Pr
 
 export const workflowUrl = (ui: string, namespace: string, workflowId: string): string =>
   `${ui.replace(/\/+$/, '')}/namespaces/${encodeURIComponent(namespace)}/workflows/${encodeURIComponent(workflowId)}`;
+
+/** The innermost message of an error chain (gRPC errors wrap the useful part). */
+export function rootMessage(e: unknown): string {
+  let current: unknown = e;
+  let message = e instanceof Error ? e.message : String(e);
+  for (let depth = 0; current instanceof Error && depth < 5; depth++) {
+    if (current.message) message = current.message;
+    current = current.cause;
+  }
+  return message;
+}

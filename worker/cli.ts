@@ -18,6 +18,7 @@ import {
   connectionOptions,
   describeConnection,
   resolveTemporalConnection,
+  rootMessage,
   webUiBase,
   workflowUrl,
   type TemporalConnection,
@@ -174,16 +175,6 @@ function notFound(connectorId: string, processId: string, namespace: string): Fa
   return new Failure(`no transfer ${processId} of connector ${connectorId} in namespace ${namespace}`);
 }
 
-/** The innermost message of an error chain (gRPC errors wrap the useful part). */
-function rootMessage(e: unknown): string {
-  let current: unknown = e;
-  let message = e instanceof Error ? e.message : String(e);
-  for (let depth = 0; current instanceof Error && depth < 5; depth++) {
-    if (current.message) message = current.message;
-    current = current.cause;
-  }
-  return message;
-}
 
 // ---------------------------------------------------------------------------------------------
 // Keys

@@ -6,8 +6,9 @@ import { Client, Connection } from '@temporalio/client';
 import type { DataConverter } from '@temporalio/common';
 import { NativeConnection, Runtime, type Worker, type WorkerOptions } from '@temporalio/worker';
 import type { z } from 'zod';
-import { connectionOptions, describeConnection, TemporalConnectionSchema, type TemporalConnection, type TemporalConnectionInput } from '../src/connection.js';
+import { connectionOptions, describeConnection, rootMessage, TemporalConnectionSchema, type TemporalConnection, type TemporalConnectionInput } from '../src/connection.js';
 import { ConfigError, type WorkerRun } from '../src/config.js';
+export { rootMessage };
 import { durationMs } from '../src/settings.js';
 import { startHealthServer, type Readiness } from './health.js';
 import { createLogger, PinoSdkLogger, type FerryLogger } from './logging.js';
@@ -57,16 +58,6 @@ const sleep = (ms: number, signal?: AbortSignal) =>
     signal?.addEventListener('abort', onAbort, { once: true });
   });
 
-/** The innermost message of an error chain (gRPC errors wrap the useful part). */
-export function rootMessage(e: unknown): string {
-  let current: unknown = e;
-  let message = e instanceof Error ? e.message : String(e);
-  for (let depth = 0; current instanceof Error && depth < 5; depth++) {
-    if (current.message) message = current.message;
-    current = current.cause;
-  }
-  return message;
-}
 
 /**
  * Connects a worker's native connection and a client to Temporal. While the server is unreachable

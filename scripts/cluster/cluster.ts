@@ -5,6 +5,9 @@ import os from 'node:os';
 import path from 'node:path';
 import { promisify } from 'node:util';
 import { Connection } from '@temporalio/client';
+import { freePort } from '../../test/support/cluster.js';
+
+export { freePort };
 
 /**
  * A real multi-service Temporal server for tests and trials, without Docker: PostgreSQL 15 (a
@@ -83,16 +86,6 @@ export async function serverBinaries(log: (line: string) => void = () => undefin
     schema = path.join(stdout.trim(), `go.temporal.io/server@${TEMPORAL_SERVER_VERSION}`, 'schema', 'postgresql', 'v12');
   }
   return { server, sql, schema };
-}
-
-export function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const srv = createServer().listen(0, '127.0.0.1', () => {
-      const { port } = srv.address() as { port: number };
-      srv.close(() => resolve(port));
-    });
-    srv.on('error', reject);
-  });
 }
 
 /** A free port below 32768: Temporal keeps membership ports in a smallint column. */
