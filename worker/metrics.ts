@@ -5,8 +5,8 @@ import { ferryMetrics } from '../src/metrics.js';
 
 /**
  * ferry's metrics and log ids from activities, without touching the activities: an activity
- * interceptor times the signaling and provisioning calls, counts retries, failures, stale
- * detections and bytes moved, and puts the transfer's processId/flowId on every activity log line.
+ * interceptor times the signaling and provisioning calls, counts retries, failures and bytes moved
+ * (stale waits are counted by the workflow itself), and puts the transfer's processId/flowId on every activity log line.
  * Metrics go to the SDK's metric meter (one Prometheus endpoint per process, see runtime.ts).
  */
 
@@ -76,10 +76,6 @@ export function activityInterceptors(): (ctx: Context) => ActivityInterceptors {
               case 'provision':
               case 'deprovision':
                 metrics.provisioningLatency.record(ms, { op: activity, provisioner: req?.provisioner ?? 'unknown', outcome });
-                break;
-              case 'dataFlowState':
-                // the TransferProcess asks for its flow's state only when a *_REQUESTED wait went stale
-                metrics.staleDetections.add(1);
                 break;
               case 'transfer': {
                 const bytes = (result as { bytes?: number } | undefined)?.bytes;
