@@ -8,7 +8,9 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { FerryClient } from '../../src/client.js';
 import { ControlPlaneConfigSchema, DataPlaneConfigSchema } from '../../src/config.js';
 import { providerPidFor } from '../../src/processStart.js';
-import { ferryDataConverter } from '../../src/codec.js';
+import { randomBytes } from 'node:crypto';
+import { EncryptionCodec, ferryDataConverter } from '../../src/codec.js';
+import { startCodecServer, type CodecServer } from '../../worker/codecServer.js';
 import { Keyring } from '../../src/keys.js';
 import { bundle, CONTROL_PLANE_WORKFLOWS, DATA_PLANE_WORKFLOWS } from '../../worker/bundle.js';
 import { startControlPlaneWorker } from '../../worker/controlPlaneWorker.js';
@@ -39,6 +41,7 @@ let root: string;
 let profile: string;
 let context: BrowserContext;
 let ferry: FerryClient;
+let codecServer: CodecServer;
 const running: { shutdown(): Promise<void> }[] = [];
 let shot = 0;
 
@@ -66,8 +69,11 @@ beforeAll(async () => {
   const uiPort = await freePort();
   const [cPort, pPort] = [await freePort(), await freePort()];
   const codec = Keyring.generate('browser-test');
-  env = await startDevServer({ uiPort, dataConverter: ferryDataConverter(codec) });
   ui = `http://127.0.0.1:${uiPort}`;
+  // every payload is encrypted: the UI decodes through a codec server, as with `npm run dev`
+  const token = randomBytes(24).toString('base64url');
+  codecServer = await startCodecServer({ host: '127.0.0.1', port: 0, codec: new EncryptionCodec(codec), tokens: [{ id: 'ui', token }], corsOrigins: [ui], log: () => undefined });
+  env = await startDevServer({ uiPort, dataConverter: ferryDataConverter(codec), uiCodecEndpoint: `${codecServer.url.replace('localhost', '127.0.0.1')}/t/${token}` });
   root = mkdtempSync(path.join(os.tmpdir(), 'ferry-browser-'));
   profile = mkdtempSync(path.join(os.tmpdir(), 'ferry-chromium-'));
   const asset = makeAsset(root, 'provider/assets/a.bin', 100_000);
@@ -136,6 +142,7 @@ afterAll(async () => {
   await context?.close();
   for (const w of running.reverse()) await w.shutdown().catch(() => undefined);
   await env?.teardown();
+  await codecServer?.close();
   for (const dir of [root, profile]) if (dir) rmSync(dir, { recursive: true, force: true });
 });
 
@@ -167,6 +174,8 @@ describe.skipIf(!hasBrowser)('the Web UI, in Chromium', () => {
     await expectPageShows(page, waitingProvider);
     await expectPageShows(page, 'transferProcessWorkflow');
     await expectPageShows(page, /Running/i);
+    // the input, decoded by the codec server
+    await expectPageShows(page, '"agreementId": "agreement-approval"');
     await screenshot(page, 'waiting-provider-transfer');
     await page.close();
   });
