@@ -30,7 +30,7 @@ import { endpointUrl, type DataAddress } from '../src/DataAddress.js';
 import type { TransferDetails, TransferListFilter, TransferSummary } from '../src/inspect.js';
 import { Keyring, KEY_VARIABLES, keyringFromEnv, newKeyId } from '../src/keys.js';
 import { SEARCH_ATTRIBUTES } from '../src/searchAttributes.js';
-import type { TransferProcessStatus } from '../src/TransferProcess.js';
+import { TransferStateAttr, type TransferProcessStatus } from '../src/TransferProcess.js';
 import { RemoteCodec } from './codecServer.js';
 import { REPO_ROOT } from './temporalCli.js';
 
@@ -356,13 +356,29 @@ interface Ctx {
 
 /** After a command that changed a transfer: the state it is in now (best effort: the worker answers the query). */
 async function printStateAfter(ctx: Ctx, s: Session, connectorId: string, processId: string, extra: Record<string, unknown>): Promise<void> {
-  const st = await deadline(s, 5, () => s.ferry.status(connectorId, processId)).catch(() => undefined);
+  let why = '';
+  const st = await deadline(s, 5, () => s.ferry.status(connectorId, processId)).catch((e: unknown) => {
+    why = isGrpcDeadlineError(e) || /cancelled/i.test(rootMessage(e)) ? 'the control-plane worker did not answer its status query within 5s' : rootMessage(e);
+    return undefined;
+  });
+  // without the worker's answer, the server still knows the state the process last published
+  const published = st
+    ? undefined
+    : await deadline(s, 5, () => s.ferry.handle(connectorId, processId).describe())
+        .then((d) => d.typedSearchAttributes.get(TransferStateAttr) as string | undefined)
+        .catch(() => undefined);
   const url = workflowUrl(s.ui, s.namespace, `transfer-${connectorId}-${processId}`);
   if (ctx.globals().json) {
-    ctx.io.out(JSON.stringify({ ...extra, connectorId, processId, namespace: s.namespace, url, state: st?.state ?? null, status: st ?? null }, null, 2));
+    ctx.io.out(JSON.stringify({ ...extra, connectorId, processId, namespace: s.namespace, url, state: st?.state ?? published ?? null, status: st ?? null }, null, 2));
     return;
   }
-  ctx.io.out(st ? `state now: ${st.state}${st.history.at(-1)?.note ? ` (${st.history.at(-1)!.note})` : ''}` : 'state now: unknown (the control-plane worker did not answer within 5s)');
+  ctx.io.out(
+    st
+      ? `state now: ${st.state}${st.history.at(-1)?.note ? ` (${st.history.at(-1)!.note})` : ''}`
+      : published
+        ? `state now: ${published} (its FerryTransferState; ${why})`
+        : `state now: unknown (${why})`,
+  );
   ctx.io.out(`web ui: ${url}`);
 }
 
