@@ -3,7 +3,7 @@ import { decodeFromPayloadsAtIndex } from '@temporalio/common/lib/internal-non-w
 import { optionalTsToMs } from '@temporalio/common/lib/time.js';
 import { z } from 'zod';
 import { dataFlowStatusQuery, type DataFlowStatus } from './DataFlow.js';
-import { controlPlaneTaskQueue, dataFlowWorkflowId, IN_CLUSTER_SCHEME, transferProcessWorkflowId } from './ids.js';
+import { controlPlaneTaskQueue, dataFlowWorkflowId, IN_CLUSTER_SCHEME, TRANSFER_PROCESS_WORKFLOW, transferProcessWorkflowId } from './ids.js';
 import {
   AgreementAttr,
   AssetAttr,
@@ -72,7 +72,8 @@ const eq = (attr: string, value: string) => `${attr} = "${value}"`;
 /** The visibility query of a filter (exported for tests and for pasting into the Web UI). */
 export function listQuery(raw: TransferListFilter): string {
   const f = TransferListFilterSchema.parse(raw);
-  const clauses = [`WorkflowType = "transferProcessWorkflow"`];
+  // the state-table workflows, and those still running the frozen earlier code
+  const clauses = [`WorkflowType IN ("${TRANSFER_PROCESS_WORKFLOW}", "transferProcessWorkflow")`];
   if (f.connectorId) clauses.push(eq('TaskQueue', controlPlaneTaskQueue(f.connectorId)));
   if (f.state) clauses.push(`${TransferStateAttr.name} IN (${f.state.map((s) => `"${s}"`).join(', ')})`);
   if (f.role) clauses.push(eq(TransferRoleAttr.name, f.role));

@@ -372,7 +372,7 @@ describe('ferry CLI: transfers with real workers', () => {
 
     const table = await at('transfer', 'list', '--role', 'consumer', '--show-query');
     expect(table.code).toBe(0);
-    expect(table.stdout).toContain('query: WorkflowType = "transferProcessWorkflow" AND FerryTransferRole = "CONSUMER"');
+    expect(table.stdout).toContain('query: WorkflowType IN ("transferProcess", "transferProcessWorkflow") AND FerryTransferRole = "CONSUMER"');
     expect(table.stdout).toMatch(/CONNECTOR +PROCESS +ROLE +TYPE +STATE/);
     expect(table.stdout).toMatch(/consumer +follow-1 +CONSUMER +HttpData-PUSH +COMPLETED +temporal:\/\/provider +agreement-held-follow +held-follow/);
   });

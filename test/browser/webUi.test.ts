@@ -7,6 +7,7 @@ import { chromium, type BrowserContext, type Page } from 'playwright-core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { FerryClient } from '../../src/client.js';
 import { ControlPlaneConfigSchema, DataPlaneConfigSchema } from '../../src/config.js';
+import { TRANSFER_PROCESS_WORKFLOW } from '../../src/ids.js';
 import { providerPidFor } from '../../src/processStart.js';
 import { randomBytes } from 'node:crypto';
 import { EncryptionCodec, ferryDataConverter } from '../../src/codec.js';
@@ -172,7 +173,7 @@ describe.skipIf(!hasBrowser)('the Web UI, in Chromium', () => {
     await page.getByRole('link', { name: waitingProvider }).click();
     await page.waitForURL(new RegExp(`/workflows/${waitingProvider}/`));
     await expectPageShows(page, waitingProvider);
-    await expectPageShows(page, 'transferProcessWorkflow');
+    await expectPageShows(page, TRANSFER_PROCESS_WORKFLOW);
     await expectPageShows(page, /Running/i);
     // the input, decoded by the codec server
     await expectPageShows(page, '"agreementId": "agreement-approval"');
