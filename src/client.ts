@@ -1,8 +1,13 @@
 import { randomUUID } from 'node:crypto';
-import { ApplicationFailure, WorkflowFailedError, WorkflowUpdateFailedError, type Client, type WorkflowHandle } from '@temporalio/client';
+import { ApplicationFailure, Client, Connection, WorkflowFailedError, WorkflowUpdateFailedError, type WorkflowHandle } from '@temporalio/client';
+import type { DataConverter } from '@temporalio/common';
 import { z } from 'zod';
+import { ferryDataConverter } from './codec.js';
+import { connectionOptions, resolveTemporalConnection, type ResolveOptions, type TemporalConnection } from './connection.js';
 import { DataAddressSchema, urlCredentialProblem, type DataAddress } from './DataAddress.js';
+import { KEY_VARIABLES, keyringFromEnv, type Keyring } from './keys.js';
 import { isConfinedPath } from './FileAddress.js';
+import { listTransfers, showTransfer, type TransferDetails, type TransferListFilter, type TransferSummary } from './inspect.js';
 import { controlPlaneTaskQueue, IdSchema, IN_CLUSTER_SCHEME, transferProcessWorkflowId } from './ids.js';
 import { AddressSchema, AgreementIdSchema, AssetIdSchema } from './limits.js';
 import { startTransferProcess } from './processStart.js';
@@ -133,6 +138,24 @@ export class FerryClient {
   ) {}
 
   /**
+   * Connects with Temporal's conventions (TEMPORAL_ADDRESS, TEMPORAL_NAMESPACE, TEMPORAL_TLS_*,
+   * TEMPORAL_API_KEY, temporal.toml profiles), `explicit` settings winning, and ferry's payload codec
+   * with the connector's keys: `keys`, else FERRY_CODEC_KEYS or FERRY_CODEC_KEYS_FILE (or a whole
+   * `dataConverter`). Close it when done.
+   */
+  static async connect(
+    opts: ResolveOptions & { keys?: Keyring; dataConverter?: DataConverter; connectTimeout?: string } = {},
+  ): Promise<FerryClient & { temporal: TemporalConnection; close(): Promise<void> }> {
+    const temporal = resolveTemporalConnection(opts);
+    const keys = opts.keys ?? (opts.dataConverter ? undefined : keyringFromEnv(KEY_VARIABLES.codec, opts.env ?? process.env));
+    const dataConverter = opts.dataConverter ?? (keys ? ferryDataConverter(keys) : undefined);
+    if (!dataConverter) throw new Error(`ferry encrypts every payload: give FerryClient.connect the connector's codec keys (keys, or ${KEY_VARIABLES.codec} / ${KEY_VARIABLES.codec}_FILE)`);
+    const connection = await Connection.connect({ ...connectionOptions(temporal), connectTimeout: opts.connectTimeout ?? '10s' });
+    const client = new Client({ connection, namespace: temporal.namespace, dataConverter });
+    return Object.assign(new FerryClient(client), { temporal, close: () => connection.close() });
+  }
+
+  /**
    * Starts a consumer transfer. The same processId twice (even after it ended) reaches the same
    * transfer. Refused with nothing started: an invalid request (InvalidRequestError), a connector
    * (or in-cluster counterparty) whose control-plane worker is not polling (NotReachableError).
@@ -226,6 +249,16 @@ export class FerryClient {
    */
   async edr(connectorId: string, processId: string): Promise<DataAddress | null> {
     return (await this.handle(connectorId, processId).query(edrQuery)) ?? null;
+  }
+
+  /** Transfers by visibility query on ferry's search attributes, newest first. */
+  list(filter: TransferListFilter = {}): Promise<TransferSummary[]> {
+    return listTransfers(this.client, filter);
+  }
+
+  /** One transfer in full: status and timeline, its DataFlow(s), bytes moved, pending activities and retries. */
+  show(connectorId: string, processId: string): Promise<TransferDetails> {
+    return showTransfer(this.client, connectorId, processId);
   }
 
   /** Waits until the process reaches one of `states` (polling its query; bounded by `timeoutMs`). */

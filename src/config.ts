@@ -1,4 +1,5 @@
 import { z } from 'zod';
+import { TemporalConnectionSchema } from './connection.js';
 import { DataAddressSchema } from './DataAddress.js';
 import { IdSchema } from './ids.js';
 import { AgreementIdSchema, AssetIdSchema, LIMITS } from './limits.js';
@@ -26,10 +27,37 @@ const ConfiguredAddressSchema = z
   .strictObject({ endpointType: z.unknown(), endpoint: z.unknown(), endpointProperties: z.unknown().optional() })
   .pipe(DataAddressSchema);
 
-export const TemporalConnectionSchema = z.strictObject({
-  address: z.string().min(1).default('localhost:7233'),
-  namespace: z.string().min(1).default('default'),
-});
+export { TemporalConnectionSchema };
+const TEMPORAL_DEFAULTS = { address: 'localhost:7233', namespace: 'default' };
+
+/**
+ * How a worker process runs (not what it does): shutdown drain, health endpoint, logs, Worker
+ * Versioning. The SDK's Prometheus endpoint is process-wide, so it is read where the process starts.
+ */
+export const WorkerRunSchema = z
+  .strictObject({
+    /** After SIGTERM the worker stops polling and lets running activities go on this long; then they are cancelled (a transfer heartbeats its offset and resumes on the next worker). */
+    shutdownGraceTime: duration('0s', '1h').default('30s'),
+    /** `/healthz` (alive) and `/readyz` (connected and polling). Port 0: a free port, logged at start. */
+    health: z
+      .strictObject({ host: z.string().min(1).default('127.0.0.1'), port: z.number().int().min(0).max(65535).default(0) })
+      .default({ host: '127.0.0.1', port: 0 }),
+    /** Prometheus endpoint of the SDK runtime, which also carries ferry's own metrics, e.g. "0.0.0.0:9464". Off when absent. */
+    metricsBindAddress: z.string().regex(/^[^\s:]+:\d+$/, 'metricsBindAddress must be HOST:PORT').optional(),
+    logLevel: z.enum(['trace', 'debug', 'info', 'warn', 'error']).default('info'),
+    /** Worker Versioning: this worker's deployment version. */
+    deployment: z
+      .strictObject({
+        name: z.string().min(1),
+        buildId: z.string().min(1),
+        /** Opt in to versioned task routing (then the deployment's current version must be set: `temporal worker deployment set-current-version`). */
+        useVersioning: z.boolean().default(false),
+        defaultVersioningBehavior: z.enum(['AUTO_UPGRADE', 'PINNED']).default('AUTO_UPGRADE'),
+      })
+      .optional(),
+  })
+  .default({ shutdownGraceTime: '30s', health: { host: '127.0.0.1', port: 0 }, logLevel: 'info' });
+export type WorkerRun = z.infer<typeof WorkerRunSchema>;
 
 /** Keys live in the environment or in key files, never in a config file: a leftover key is refused, naming where it goes. */
 const keyNotHere = (variable: string) =>
@@ -50,7 +78,8 @@ export type ProvisionerConfig = z.infer<typeof ProvisionerConfigSchema>;
 
 export const DataPlaneConfigSchema = z.strictObject({
   instanceId: IdSchema,
-  temporal: TemporalConnectionSchema.default({ address: 'localhost:7233', namespace: 'default' }),
+  temporal: TemporalConnectionSchema.default(TEMPORAL_DEFAULTS),
+  worker: WorkerRunSchema,
   /** Every File address this data plane touches must lie under this directory. */
   fileRoot: z.string().min(1),
   /** The HTTP endpoint external provisioning services call back on. */
@@ -168,7 +197,8 @@ export type DspConfig = z.infer<typeof DspConfigSchema>;
 
 const ControlPlaneObjectSchema = z.strictObject({
   connectorId: IdSchema,
-  temporal: TemporalConnectionSchema.default({ address: 'localhost:7233', namespace: 'default' }),
+  temporal: TemporalConnectionSchema.default(TEMPORAL_DEFAULTS),
+  worker: WorkerRunSchema,
   /** The data-plane instances this control plane may use. */
   dataPlanes: z.array(DataPlaneInstanceSchema).min(1),
   /** Provider side: where each offered asset's bytes are. */

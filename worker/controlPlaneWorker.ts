@@ -1,3 +1,4 @@
+#!/usr/bin/env node
 import { Worker, type WorkflowBundleWithSourceMap } from '@temporalio/worker';
 import { createControlPlaneActivities } from '../activities/controlPlane.js';
 import { HttpDspTransport } from '../activities/transport/HttpDspTransport.js';
@@ -6,21 +7,37 @@ import type { CounterpartyTransport } from '../src/Transport.js';
 import { ferryDataConverter } from '../src/codec.js';
 import { KEY_VARIABLES, requireKeyring, type Keyring } from '../src/keys.js';
 import { ControlPlaneConfigSchema, type ControlPlaneConfig } from '../src/config.js';
+import { describeConnection } from '../src/connection.js';
 import { controlPlaneTaskQueue } from '../src/ids.js';
 import { durationMs } from '../src/settings.js';
 import { CONNECTOR_WATCHDOG_WORKFLOW, watchdogWorkflowId } from '../src/Watchdog.js';
-import { bundlerOptions, CONTROL_PLANE_WORKFLOWS } from './bundle.js';
+import { workflowCode } from './bundle.js';
 import { startDspServer } from './dspServer.js';
-import { connect, installRuntime, isMain, loadConfigFile, runMain, runWorker, untilPolling, untilSignal } from './runtime.js';
+import type { Readiness } from './health.js';
+import type { FerryLogger } from './logging.js';
+import { activityInterceptors } from './metrics.js';
+import { commonWorkerOptions, connect, isMain, runWorker, runWorkerProcess, untilPolling, WORKER_ENV_HELP, workerReadiness, type ConnectOptions } from './runtime.js';
 
 /** A control-plane worker: the TransferProcess workflows of one connector. */
 
 export interface RunningControlPlane {
   connectorId: string;
   taskQueue: string;
+  /** Where it is connected (address, namespace, TLS), for logs. */
+  temporal: string;
   /** The DSP endpoint, when the connector speaks DSP over HTTP. */
   dspUrl?: string;
+  /** Connected and polling (what /readyz answers). */
+  readiness(): Promise<Readiness>;
   shutdown(): Promise<void>;
+}
+
+export interface StartOptions {
+  /** A bundle built in this process (tests, dev); otherwise the prebuilt one from `npm run build`, or bundled at start. */
+  workflowBundle?: WorkflowBundleWithSourceMap;
+  log?: FerryLogger;
+  /** Connection retries (default: for ever, with capped backoff) and their abort signal. */
+  connect?: Pick<ConnectOptions, 'retry' | 'signal'>;
 }
 
 export interface ControlPlaneKeys {
@@ -35,10 +52,10 @@ export const controlPlaneKeysFromEnv = (env: NodeJS.ProcessEnv = process.env): C
 
 export async function startControlPlaneWorker(
   config: ControlPlaneConfig,
-  opts: { workflowBundle?: WorkflowBundleWithSourceMap; keys?: ControlPlaneKeys } = {},
+  opts: StartOptions & { keys?: ControlPlaneKeys } = {},
 ): Promise<RunningControlPlane> {
   const keys = opts.keys ?? controlPlaneKeysFromEnv();
-  const conn = await connect(config.temporal, { dataConverter: ferryDataConverter(keys.codec) });
+  const conn = await connect(config.temporal, { ...opts.connect, dataConverter: ferryDataConverter(keys.codec), ...(opts.log ? { log: opts.log } : {}) });
   const taskQueue = controlPlaneTaskQueue(config.connectorId);
   const transports: CounterpartyTransport[] = [new InClusterTransport(conn.client)];
   const dspServer = config.dsp ? await startDspServer({ config: { ...config, dsp: config.dsp }, client: conn.client }) : undefined;
@@ -46,9 +63,11 @@ export async function startControlPlaneWorker(
   const worker = await Worker.create({
     connection: conn.native,
     dataConverter: conn.dataConverter,
-    namespace: config.temporal.namespace,
+    namespace: conn.temporal.namespace,
     taskQueue,
-    ...(opts.workflowBundle ? { workflowBundle: opts.workflowBundle } : { workflowsPath: CONTROL_PLANE_WORKFLOWS, bundlerOptions: { webpackConfigHook: bundlerOptions } }),
+    ...commonWorkerOptions(config.worker),
+    ...(opts.workflowBundle ? { workflowBundle: opts.workflowBundle } : workflowCode('controlPlane', (why) => opts.log?.warn({ why }, 'prebuilt workflow bundle not used; bundling from source'))),
+    interceptors: { activity: [activityInterceptors()] },
     activities: createControlPlaneActivities({ config, client: conn.client, transports }),
   });
   const stop = runWorker(worker, async () => {
@@ -71,18 +90,32 @@ export async function startControlPlaneWorker(
   return {
     connectorId: config.connectorId,
     taskQueue,
+    temporal: describeConnection(conn.temporal),
     ...(dspServer ? { dspUrl: dspServer.url } : {}),
+    readiness: () => workerReadiness(worker, conn.connection),
     shutdown: stop,
   };
 }
 
+export const CONTROL_PLANE_HELP = `Usage: ferry-control-plane [--config FILE]
+       npm run worker:control-plane -- --config FILE
+
+Runs the control-plane worker of one connector: its TransferProcess workflows (task queue
+ferry-control-plane-<connectorId>) and, with a "dsp" block, the Dataspace Protocol endpoint.
+The config is ControlPlaneConfigSchema (src/config.ts; README "Configuration"). Keys come from
+the environment only: FERRY_CODEC_KEYS or FERRY_CODEC_KEYS_FILE (README "Keys").
+
+${WORKER_ENV_HELP}`;
+
 if (isMain(import.meta.url)) {
-  runMain(async () => {
-    installRuntime();
-    const config = loadConfigFile(ControlPlaneConfigSchema, 'control-plane');
-    const cp = await startControlPlaneWorker(config);
-    console.log(`control plane ${cp.connectorId} polling ${cp.taskQueue}${cp.dspUrl ? `; DSP at ${cp.dspUrl}` : ''}`);
-    await untilSignal();
-    await cp.shutdown();
+  runWorkerProcess({
+    kind: 'control-plane',
+    schema: ControlPlaneConfigSchema,
+    help: CONTROL_PLANE_HELP,
+    start: (config, { log, signal }) => startControlPlaneWorker(config, { keys: controlPlaneKeysFromEnv(), log, connect: { signal } }),
+    describe: (cp) => ({
+      message: `control plane ${cp.connectorId} polling ${cp.taskQueue}${cp.dspUrl ? `; DSP at ${cp.dspUrl}` : ''}`,
+      fields: { connectorId: cp.connectorId, taskQueue: cp.taskQueue, temporal: cp.temporal, ...(cp.dspUrl ? { dspUrl: cp.dspUrl } : {}) },
+    }),
   });
 }

@@ -1,5 +1,6 @@
+#!/usr/bin/env node
 import { mkdirSync } from 'node:fs';
-import { Worker, type WorkflowBundleWithSourceMap } from '@temporalio/worker';
+import { Worker } from '@temporalio/worker';
 import { createDataPlaneActivities } from '../activities/dataPlane.js';
 import { FileDestinationProvisioner } from '../activities/provisioners/FileDestinationProvisioner.js';
 import { HttpProvisioner } from '../activities/provisioners/HttpProvisioner.js';
@@ -13,19 +14,27 @@ import { ferryDataConverter } from '../src/codec.js';
 import { ConfigError } from '../src/config.js';
 import { Keyring, KEY_VARIABLES, keyringFromEnv, requireKeyring } from '../src/keys.js';
 import { durationMs } from '../src/settings.js';
-import { bundlerOptions, DATA_PLANE_WORKFLOWS } from './bundle.js';
+import { describeConnection } from '../src/connection.js';
+import { workflowCode } from './bundle.js';
 import { callbackSigner, startCallbackServer } from './callbackServer.js';
 import { pullAccessFrom, startPublicApiServer, type PublicApiServer } from './publicApiServer.js';
-import { connect, installRuntime, isMain, loadConfigFile, runMain, runWorker, untilPolling, untilSignal } from './runtime.js';
+import type { StartOptions } from './controlPlaneWorker.js';
+import type { Readiness } from './health.js';
+import { activityInterceptors } from './metrics.js';
+import { commonWorkerOptions, connect, isMain, runWorker, runWorkerProcess, untilPolling, WORKER_ENV_HELP, workerReadiness } from './runtime.js';
 
 /** A data-plane worker: one instance, its own task queue, its provisioners and its callback endpoint. */
 
 export interface RunningDataPlane {
   instanceId: string;
   taskQueue: string;
+  /** Where it is connected (address, namespace, TLS), for logs. */
+  temporal: string;
   callbackUrl: string;
   /** Where consumers pull from (HttpData-PULL), when a public API is configured. */
   publicUrl?: string;
+  /** Connected and polling (what /readyz answers). */
+  readiness(): Promise<Readiness>;
   shutdown(): Promise<void>;
 }
 
@@ -78,7 +87,7 @@ const needsCallbackKeys = (config: DataPlaneConfig): boolean => config.provision
 
 export async function startDataPlaneWorker(
   config: DataPlaneConfig,
-  opts: { workflowBundle?: WorkflowBundleWithSourceMap; keys?: DataPlaneKeys } = {},
+  opts: StartOptions & { keys?: DataPlaneKeys } = {},
 ): Promise<RunningDataPlane> {
   const keys = opts.keys ?? dataPlaneKeysFromEnv(config);
   if (config.publicApi && !keys.edr) throw new ConfigError(`data plane ${config.instanceId} has a publicApi but no EDR signing keys (${KEY_VARIABLES.edr})`);
@@ -86,7 +95,7 @@ export async function startDataPlaneWorker(
   mkdirSync(config.fileRoot, { recursive: true });
   // Without http provisioners no one calls back: a key for this run only signs URLs no one uses.
   const callbackKeys = keys.callback ?? Keyring.generate('ephemeral');
-  const conn = await connect(config.temporal, { dataConverter: ferryDataConverter(keys.codec) });
+  const conn = await connect(config.temporal, { ...opts.connect, dataConverter: ferryDataConverter(keys.codec), ...(opts.log ? { log: opts.log } : {}) });
   const server = await startCallbackServer({ host: config.callback.host, port: config.callback.port, client: conn.client, keys: callbackKeys });
   const baseUrl = config.callback.publicUrl ?? server.url;
   const signer = callbackSigner(callbackKeys);
@@ -114,13 +123,15 @@ export async function startDataPlaneWorker(
   const worker = await Worker.create({
     connection: conn.native,
     dataConverter: conn.dataConverter,
-    namespace: config.temporal.namespace,
+    namespace: conn.temporal.namespace,
     taskQueue,
+    ...commonWorkerOptions(config.worker),
     // Heartbeats carry cancellation (suspend, terminate) to a running transfer: send them at most a
     // second apart rather than the SDK's 0.8 × heartbeat timeout, so a suspended push stops at once.
     maxHeartbeatThrottleInterval: '1s',
     defaultHeartbeatThrottleInterval: '1s',
-    ...(opts.workflowBundle ? { workflowBundle: opts.workflowBundle } : { workflowsPath: DATA_PLANE_WORKFLOWS, bundlerOptions: { webpackConfigHook: bundlerOptions } }),
+    ...(opts.workflowBundle ? { workflowBundle: opts.workflowBundle } : workflowCode('dataPlane', (why) => opts.log?.warn({ why }, 'prebuilt workflow bundle not used; bundling from source'))),
+    interceptors: { activity: [activityInterceptors()] },
     activities: createDataPlaneActivities({
       config,
       provisioners,
@@ -141,19 +152,34 @@ export async function startDataPlaneWorker(
   return {
     instanceId: config.instanceId,
     taskQueue,
+    temporal: describeConnection(conn.temporal),
     callbackUrl: baseUrl,
     ...(publicApi ? { publicUrl: config.publicApi?.publicUrl ?? publicApi.url } : {}),
+    readiness: () => workerReadiness(worker, conn.connection),
     shutdown: stop,
   };
 }
 
+export const DATA_PLANE_HELP = `Usage: ferry-data-plane [--config FILE]
+       npm run worker:data-plane -- --config FILE
+
+Runs one data-plane instance: the DataFlow workflows and transfer activities on task queue
+ferry-data-plane-<instanceId>, the provisioner callback endpoint and, with "publicApi", the public
+pull endpoint. The config is DataPlaneConfigSchema (src/config.ts; README "Configuration"). Keys
+come from the environment only: FERRY_CODEC_KEYS, FERRY_EDR_KEYS (with a publicApi) and
+FERRY_CALLBACK_KEYS (with http provisioners), or their _FILE variables (README "Keys").
+
+${WORKER_ENV_HELP}`;
+
 if (isMain(import.meta.url)) {
-  runMain(async () => {
-    installRuntime();
-    const config = loadConfigFile(DataPlaneConfigSchema, 'data-plane');
-    const dp = await startDataPlaneWorker(config);
-    console.log(`data plane ${dp.instanceId} polling ${dp.taskQueue}; provisioner callbacks at ${dp.callbackUrl}${dp.publicUrl ? `; public API at ${dp.publicUrl}` : ''}`);
-    await untilSignal();
-    await dp.shutdown();
+  runWorkerProcess({
+    kind: 'data-plane',
+    schema: DataPlaneConfigSchema,
+    help: DATA_PLANE_HELP,
+    start: (config, { log, signal }) => startDataPlaneWorker(config, { keys: dataPlaneKeysFromEnv(config), log, connect: { signal } }),
+    describe: (dp) => ({
+      message: `data plane ${dp.instanceId} polling ${dp.taskQueue}; provisioner callbacks at ${dp.callbackUrl}${dp.publicUrl ? `; public API at ${dp.publicUrl}` : ''}`,
+      fields: { instanceId: dp.instanceId, taskQueue: dp.taskQueue, temporal: dp.temporal, callbackUrl: dp.callbackUrl, ...(dp.publicUrl ? { publicUrl: dp.publicUrl } : {}) },
+    }),
   });
 }

@@ -2,12 +2,11 @@ import { mkdirSync } from 'node:fs';
 import path from 'node:path';
 import type { DataConverter } from '@temporalio/common';
 import { TestWorkflowEnvironment } from '@temporalio/testing';
-import { DataFlowStateAttr } from '../src/DataFlow.js';
-import { AgreementAttr, AssetAttr, CounterpartyAttr, DataPlaneAttr, TransferRoleAttr, TransferStateAttr, TransferTypeAttr } from '../src/TransferProcess.js';
+import { SEARCH_ATTRIBUTES } from '../src/searchAttributes.js';
 import { serverExecutable } from './temporalCli.js';
 
 /** Every search attribute the workflows set; a dev server registers them at start. */
-export const SEARCH_ATTRIBUTES = [TransferStateAttr, TransferRoleAttr, TransferTypeAttr, CounterpartyAttr, DataPlaneAttr, AgreementAttr, AssetAttr, DataFlowStateAttr];
+export { SEARCH_ATTRIBUTES };
 
 export interface DevServerOptions {
   /** SQLite file: state survives a restart. Omit for an in-memory server (tests). */

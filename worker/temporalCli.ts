@@ -1,8 +1,13 @@
-import { accessSync, constants } from 'node:fs';
+import { accessSync, constants, existsSync } from 'node:fs';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 
-export const REPO_ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
+/** The package root: the nearest folder with a package.json (worker/ from source, dist/worker/ when built). */
+export const REPO_ROOT = (() => {
+  let dir = path.dirname(fileURLToPath(import.meta.url));
+  while (!existsSync(path.join(dir, 'package.json')) && path.dirname(dir) !== dir) dir = path.dirname(dir);
+  return dir;
+})();
 export const VENV_TEMPORAL = path.join(REPO_ROOT, '.tools', 'venv', 'bin', 'temporal');
 
 export type TemporalExecutable =

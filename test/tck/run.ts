@@ -35,8 +35,22 @@ function parseCli() {
       group: { type: 'string' },
       'tck-port': { type: 'string', default: process.env.FERRY_TCK_PORT ?? '8083' },
       wait: { type: 'string', default: '15' },
+      help: { type: 'boolean', short: 'h', default: false },
     },
   });
+  if (values.help) {
+    console.log(`Usage: npm run tck [-- --group TP|TP_C] [--tck-port N] [--wait SECONDS]
+
+Runs the Eclipse Dataspace TCK for DSP (transfer-process groups TP and TP_C) against an in-process
+ferry and ends with "N passed, N failed, N skipped". Needs Java 17+ and, the first time, Maven.
+
+Options:
+  --group TP|TP_C   one group only (default both)
+  --tck-port N      the TCK's callback port (default 8083, or $FERRY_TCK_PORT)
+  --wait SECONDS    how long the TCK waits for each step (default 15)
+  -h, --help        this help`);
+    process.exit(0);
+  }
   const group = values.group?.toUpperCase();
   if (group !== undefined && !(group in GROUPS)) throw new UsageError(`--group must be TP or TP_C, not ${values.group}`);
   const tckPort = Number(values['tck-port']);
