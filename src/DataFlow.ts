@@ -18,7 +18,18 @@ export const DataFlowInputSchema = z.object({
   instanceId: IdSchema,
   /** The TransferProcess workflow that receives the callbacks. */
   callbackWorkflowId: z.string().min(1),
+  /**
+   * Where callbacks go: a TransferProcess workflow (Temporal signal), or a DPS control plane over
+   * HTTP. Absent: the Temporal signal to `callbackWorkflowId`.
+   */
+  callback: z
+    .discriminatedUnion('kind', [
+      z.object({ kind: z.literal('temporal'), workflowId: z.string().min(1) }),
+      z.object({ kind: z.literal('dps'), controlPlaneId: IdSchema, baseUrl: z.string().min(1) }),
+    ])
+    .optional(),
 });
+export type CallbackTarget = NonNullable<DataFlowInput['callback']>;
 export type DataFlowInput = z.infer<typeof DataFlowInputSchema>;
 
 export const DataFlowPrepareMessageSchema = z.object({
