@@ -7,6 +7,8 @@ import {
 } from '@temporalio/client';
 import {
   completeFlowUpdate,
+  dataFlowSummary,
+  DataFlowStateAttr,
   dataFlowStatusQuery,
   prepareUpdate,
   resumeFlowUpdate,
@@ -21,7 +23,7 @@ import {
   type ReasonMessage,
 } from '../src/DataFlow.js';
 import type { DataFlowState } from '../src/DataFlowState.js';
-import { dataFlowWorkflowId } from '../src/ids.js';
+import { DATA_FLOW_WORKFLOW, dataFlowWorkflowId } from '../src/ids.js';
 
 /**
  * The data-plane signaling calls as Temporal updates on the DataFlow workflow: one implementation
@@ -78,10 +80,12 @@ export async function callDataFlow(
       const args = [req.message] as [DataFlowStartMessage];
       return await client.workflow.executeUpdateWithStart(req.op === 'prepare' ? prepareUpdate : startUpdate, {
         args,
-        startWorkflowOperation: new WithStartWorkflowOperation('dataFlowWorkflow', {
+        startWorkflowOperation: new WithStartWorkflowOperation(DATA_FLOW_WORKFLOW, {
           workflowId,
           taskQueue: req.taskQueue,
           args: [req.flow],
+          ...dataFlowSummary(req.flow, req.message.transferType),
+          typedSearchAttributes: [{ key: DataFlowStateAttr, value: 'RECEIVED' }],
           workflowIdConflictPolicy: opts.ifExists === 'fail' ? 'FAIL' : 'USE_EXISTING',
           // an ended flow is not started again: its resources were released
           workflowIdReusePolicy: 'REJECT_DUPLICATE',

@@ -1,5 +1,10 @@
 import { Worker, type WorkflowBundleWithSourceMap } from '@temporalio/worker';
-import { createControlPlaneActivities } from '../activities/controlPlane.js';
+import type { FastifyInstance } from 'fastify';
+import { createControlPlaneActivities, type ControlPlaneDeps } from '../activities/controlPlane.js';
+import { DpsAuth, dpsSigningKeyFromEnv } from '../activities/dps/auth.js';
+import { DataPlaneDirectory } from '../activities/dps/dataPlaneClient.js';
+import { JsonRecords } from '../activities/dps/stateStore.js';
+import { startDpsControlPlaneApi, type DpsControlPlaneApi } from './dpsControlPlaneApi.js';
 import { HttpDspTransport } from '../activities/transport/HttpDspTransport.js';
 import { InClusterTransport } from '../activities/transport/InClusterTransport.js';
 import type { CounterpartyTransport } from '../src/Transport.js';
@@ -18,6 +23,8 @@ export interface RunningControlPlane {
   taskQueue: string;
   /** The DSP endpoint, when the connector speaks DSP over HTTP. */
   dspUrl?: string;
+  /** The DPS signaling endpoint (data-plane callbacks and registration), when configured. */
+  dpsUrl?: string;
   shutdown(): Promise<void>;
 }
 
@@ -33,7 +40,14 @@ export const controlPlaneKeysFromEnv = (env: NodeJS.ProcessEnv = process.env): C
 
 export async function startControlPlaneWorker(
   config: ControlPlaneConfig,
-  opts: { workflowBundle?: WorkflowBundleWithSourceMap; keys?: ControlPlaneKeys } = {},
+  opts: {
+    workflowBundle?: WorkflowBundleWithSourceMap;
+    keys?: ControlPlaneKeys;
+    /** The private JWK that signs our self-signed DPS tokens; from `FERRY_DPS_SIGNING_KEY` when the keys come from the environment. */
+    dpsSigningKey?: Record<string, unknown>;
+    /** Test harnesses: extra routes on the DPS signaling endpoint. */
+    dpsRoutes?: (app: FastifyInstance) => void;
+  } = {},
 ): Promise<RunningControlPlane> {
   const keys = opts.keys ?? controlPlaneKeysFromEnv();
   const conn = await connect(config.temporal, { dataConverter: ferryDataConverter(keys.codec) });
@@ -41,22 +55,33 @@ export async function startControlPlaneWorker(
   const transports: CounterpartyTransport[] = [new InClusterTransport(conn.client)];
   const dspServer = config.dsp ? await startDspServer({ config: { ...config, dsp: config.dsp }, client: conn.client }) : undefined;
   if (config.dsp && dspServer) transports.push(new HttpDspTransport({ ...config.dsp, publicUrl: config.dsp.publicUrl ?? dspServer.url }));
+  let dps: ControlPlaneDeps['dps'];
+  let dpsApi: DpsControlPlaneApi | undefined;
+  if (config.dpsSignaling) {
+    const signaling = config.dpsSignaling;
+    const auth = new DpsAuth(signaling.controlplaneId ?? config.connectorId, opts.dpsSigningKey ?? (opts.keys ? undefined : dpsSigningKeyFromEnv()));
+    const planes = new DataPlaneDirectory(config.dataPlanes, new JsonRecords(signaling.stateDir, 'dataplanes'));
+    dps = { signaling, auth, planes };
+    dpsApi = await startDpsControlPlaneApi({ signaling, connectorId: config.connectorId, client: conn.client, auth, planes, ...(opts.dpsRoutes ? { extend: opts.dpsRoutes } : {}) });
+  }
   const worker = await Worker.create({
     connection: conn.native,
     dataConverter: conn.dataConverter,
     namespace: config.temporal.namespace,
     taskQueue,
     ...(opts.workflowBundle ? { workflowBundle: opts.workflowBundle } : { workflowsPath: CONTROL_PLANE_WORKFLOWS, bundlerOptions: { webpackConfigHook: bundlerOptions } }),
-    activities: createControlPlaneActivities({ config, client: conn.client, transports }),
+    activities: createControlPlaneActivities({ config, client: conn.client, transports, ...(dps ? { dps } : {}) }),
   });
   const stop = runWorker(worker, async () => {
     await dspServer?.close();
+    await dpsApi?.close();
     await conn.close();
   });
   return {
     connectorId: config.connectorId,
     taskQueue,
     ...(dspServer ? { dspUrl: dspServer.url } : {}),
+    ...(dpsApi ? { dpsUrl: dpsApi.url } : {}),
     shutdown: stop,
   };
 }
@@ -66,7 +91,7 @@ if (isMain(import.meta.url)) {
     installRuntime();
     const config = loadConfigFile(ControlPlaneConfigSchema, 'control-plane');
     const cp = await startControlPlaneWorker(config);
-    console.log(`control plane ${cp.connectorId} polling ${cp.taskQueue}${cp.dspUrl ? `; DSP at ${cp.dspUrl}` : ''}`);
+    console.log(`control plane ${cp.connectorId} polling ${cp.taskQueue}${cp.dspUrl ? `; DSP at ${cp.dspUrl}` : ''}${cp.dpsUrl ? `; DPS signaling at ${cp.dpsUrl}` : ''}`);
     await untilSignal();
     await cp.shutdown();
   });
