@@ -1,6 +1,6 @@
-import { timingSafeEqual } from 'node:crypto';
 import { WorkflowNotFoundError, type Client } from '@temporalio/client';
-import Fastify, { type FastifyInstance, type FastifyReply, type FastifyRequest } from 'fastify';
+import Fastify, { type FastifyInstance, type FastifyRequest } from 'fastify';
+import { dpsErrorHandlers, DpsHttpError, requireAdmin } from './dpsHttp.js';
 import { z } from 'zod';
 import type { DpsAuth } from '../activities/dps/auth.js';
 import type { DataPlaneDirectory } from '../activities/dps/dataPlaneClient.js';
@@ -25,15 +25,6 @@ export interface DpsControlPlaneApi {
   close(): Promise<void>;
 }
 
-class HttpError extends Error {
-  constructor(
-    readonly status: number,
-    message: string,
-  ) {
-    super(message);
-  }
-}
-
 const KINDS = ['prepared', 'started', 'completed', 'errored'] as const;
 
 export async function startDpsControlPlaneApi(opts: {
@@ -49,15 +40,11 @@ export async function startDpsControlPlaneApi(opts: {
   const app = Fastify({ bodyLimit: 1024 * 1024, logger: false });
   const base = signaling.publicUrl ? trimSlash(new URL(signaling.publicUrl).pathname) : '';
 
-  const admin = (req: FastifyRequest): void => {
-    const expected = Buffer.from(signaling.adminToken ?? '');
-    const given = Buffer.from((req.headers.authorization ?? '').replace(/^Bearer\s+/i, ''));
-    if (!signaling.adminToken || expected.length !== given.length || !timingSafeEqual(expected, given)) throw new HttpError(404, 'not found');
-  };
+  const admin = (req: FastifyRequest): void => requireAdmin(req, signaling.adminToken);
 
   app.post<{ Params: { id: string; kind: string } }>(`${base}/transfers/:id/dataflow/:kind`, async (req, reply) => {
     const kind = req.params.kind as (typeof KINDS)[number];
-    if (!KINDS.includes(kind)) throw new HttpError(404, 'not found');
+    if (!KINDS.includes(kind)) throw new DpsHttpError(404, 'not found');
     const caller = await auth.identify(req.headers.authorization, planes.dpsPeers());
     // the process, and the data plane that serves it: only that one may call back for it
     const handle = client.workflow.getHandle(transferProcessWorkflowId(opts.connectorId, req.params.id));
@@ -65,14 +52,14 @@ export async function startDpsControlPlaneApi(opts: {
     try {
       status = await handle.query(transferProcessStatusQuery);
     } catch (e) {
-      if (e instanceof WorkflowNotFoundError) throw new HttpError(caller ? 404 : 401, caller ? 'not found' : 'unknown caller');
+      if (e instanceof WorkflowNotFoundError) throw new DpsHttpError(caller ? 404 : 401, caller ? 'not found' : 'unknown caller');
       throw e;
     }
     const plane = status.dataPlane ? planes.dps(status.dataPlane.id) : undefined;
-    if (!plane) throw new HttpError(caller ? 404 : 401, caller ? 'not found' : 'unknown caller');
-    if (caller ? caller.id !== plane.id : !plane.acceptUnauthenticated) throw new HttpError(caller ? 404 : 401, caller ? 'not found' : 'unknown caller');
+    if (!plane) throw new DpsHttpError(caller ? 404 : 401, caller ? 'not found' : 'unknown caller');
+    if (caller ? caller.id !== plane.id : !plane.acceptUnauthenticated) throw new DpsHttpError(caller ? 404 : 401, caller ? 'not found' : 'unknown caller');
     const parsed = DataFlowStatusWireSchema.safeParse(req.body ?? {});
-    if (!parsed.success) throw new HttpError(400, z.prettifyError(parsed.error));
+    if (!parsed.success) throw new DpsHttpError(400, z.prettifyError(parsed.error));
     const msg = parsed.data;
     if (kind === 'errored') {
       console.warn(`DPS data plane ${plane.id} reports an error for process ${req.params.id}: ${msg.error ?? 'no detail'} (state ${msg.state})`);
@@ -85,7 +72,7 @@ export async function startDpsControlPlaneApi(opts: {
       try {
         dataAddress = fromWireAddress(msg.dataAddress, pull ? 'pull' : 'push');
       } catch (e) {
-        if (e instanceof DpsMessageError) throw new HttpError(400, e.message);
+        if (e instanceof DpsMessageError) throw new DpsHttpError(400, e.message);
         throw e;
       }
     }
@@ -99,7 +86,7 @@ export async function startDpsControlPlaneApi(opts: {
         ...(failed ? { error: msg.error ?? `data plane ${plane.id} terminated the flow` } : {}),
       });
     } catch (e) {
-      if (e instanceof WorkflowNotFoundError || (e instanceof Error && /already completed/i.test(e.message))) throw new HttpError(409, 'the transfer process has ended');
+      if (e instanceof WorkflowNotFoundError || (e instanceof Error && /already completed/i.test(e.message))) throw new DpsHttpError(409, 'the transfer process has ended');
       throw e;
     }
     return reply.code(200).send();
@@ -108,28 +95,22 @@ export async function startDpsControlPlaneApi(opts: {
   app.put(`${base}/dataplanes`, async (req, reply) => {
     admin(req);
     const parsed = DataPlaneRegistrationSchema.safeParse(req.body ?? {});
-    if (!parsed.success) throw new HttpError(400, z.prettifyError(parsed.error));
+    if (!parsed.success) throw new DpsHttpError(400, z.prettifyError(parsed.error));
     try {
       planes.register(parsed.data);
     } catch (e) {
-      throw new HttpError(400, (e as Error).message);
+      throw new DpsHttpError(400, (e as Error).message);
     }
     return reply.code(200).send();
   });
   app.delete<{ Params: { id: string } }>(`${base}/dataplanes/:id`, async (req, reply) => {
     admin(req);
-    if (!planes.remove(req.params.id)) throw new HttpError(404, `no registered data plane ${req.params.id}`);
+    if (!planes.remove(req.params.id)) throw new DpsHttpError(404, `no registered data plane ${req.params.id}`);
     return reply.code(204).send();
   });
 
   opts.extend?.(app);
-  app.setErrorHandler((err: Error & { statusCode?: number }, _req: FastifyRequest, reply: FastifyReply) => {
-    if (err instanceof HttpError) return reply.code(err.status).send({ error: err.message });
-    if (err.statusCode && err.statusCode >= 400 && err.statusCode < 500) return reply.code(err.statusCode).send({ error: err.message });
-    reply.log.error(err);
-    return reply.code(500).send({ error: 'internal error' });
-  });
-  app.setNotFoundHandler((_req, reply) => reply.code(404).send({ error: 'not found' }));
+  dpsErrorHandlers(app);
 
   const url = await app.listen({ host: signaling.host, port: signaling.port });
   return { url: signaling.publicUrl ?? `${url}${base}`, app, close: () => app.close() };

@@ -1,6 +1,7 @@
-import { randomUUID, timingSafeEqual } from 'node:crypto';
+import { randomUUID } from 'node:crypto';
 import type { Client } from '@temporalio/client';
 import Fastify, { type FastifyReply, type FastifyRequest } from 'fastify';
+import { dpsErrorHandlers, DpsHttpError, requireAdmin } from './dpsHttp.js';
 import { z } from 'zod';
 import { callDataFlow, dataFlowStatus, dataFlowWorkflowIdOf, DataFlowExists, DataFlowGone, DataFlowRefused, type DataFlowCall, type DataFlowCallOptions } from '../activities/dataFlowCalls.js';
 import type { DpsAuth } from '../activities/dps/auth.js';
@@ -60,15 +61,6 @@ export interface DpsDataPlaneApiOptions {
   external: readonly ProvisionerMatch[];
 }
 
-class HttpError extends Error {
-  constructor(
-    readonly status: number,
-    message: string,
-  ) {
-    super(message);
-  }
-}
-
 /** How often the API looks at a flow while it waits for it to settle (provisioning, a suspension's release). */
 const SETTLE_POLL_MS = 25;
 const settling = (s: DataFlowStatus) => s.state === 'PROVISIONING' || (s.state === 'PROVISIONED' && s.role === 'PROVIDER');
@@ -83,25 +75,19 @@ export async function startDpsDataPlaneApi(opts: DpsDataPlaneApiOptions): Promis
 
   const caller = async (req: FastifyRequest): Promise<DpsControlPlane> => {
     const cp = await auth.identify(req.headers.authorization, controlPlanes.all());
-    if (!cp) throw new HttpError(401, 'unknown caller');
+    if (!cp) throw new DpsHttpError(401, 'unknown caller');
     return cp as DpsControlPlane;
   };
-  const admin = (req: FastifyRequest): void => {
-    const token = (req.headers.authorization ?? '').replace(/^Bearer\s+/i, '');
-    const expected = Buffer.from(dps.adminToken ?? '');
-    const given = Buffer.from(token);
-    // without an admin token, registration over HTTP is off (as if the route did not exist)
-    if (!dps.adminToken || expected.length !== given.length || !timingSafeEqual(expected, given)) throw new HttpError(404, 'not found');
-  };
+  const admin = (req: FastifyRequest): void => requireAdmin(req, dps.adminToken);
   const parse = <T extends z.ZodType>(schema: T, body: unknown): z.infer<T> => {
     const result = schema.safeParse(body ?? {});
-    if (!result.success) throw new HttpError(400, z.prettifyError(result.error));
+    if (!result.success) throw new DpsHttpError(400, z.prettifyError(result.error));
     return result.data;
   };
   const transferTypeOf = (msg: DataFlowFlowWire): TransferType => {
     const profile = (msg.profile ?? msg.transferType)!;
     const type = transferTypeOfProfile(profile);
-    if (!type) throw new HttpError(400, `unsupported profile ${JSON.stringify(profile)}`);
+    if (!type) throw new DpsHttpError(400, `unsupported profile ${JSON.stringify(profile)}`);
     return type;
   };
   /** An address a ferry control plane put in the metadata. */
@@ -109,14 +95,14 @@ export async function startDpsDataPlaneApi(opts: DpsDataPlaneApiOptions): Promis
     const raw = msg.metadata?.[key];
     if (raw === undefined) return undefined;
     const parsed = DataAddressSchema.safeParse(raw);
-    if (!parsed.success) throw new HttpError(400, `metadata ${key}: ${z.prettifyError(parsed.error)}`);
+    if (!parsed.success) throw new DpsHttpError(400, `metadata ${key}: ${z.prettifyError(parsed.error)}`);
     return parsed.data;
   };
   const wireAddress = (wire: DpsDataAddress, use: 'push' | 'pull'): DataAddress => {
     try {
       return fromWireAddress(wire, use);
     } catch (e) {
-      if (e instanceof DpsMessageError) throw new HttpError(400, e.message);
+      if (e instanceof DpsMessageError) throw new DpsHttpError(400, e.message);
       throw e;
     }
   };
@@ -138,11 +124,11 @@ export async function startDpsDataPlaneApi(opts: DpsDataPlaneApiOptions): Promis
     } catch {
       // not found
     }
-    throw new HttpError(404, `no data flow ${processId}`);
+    throw new DpsHttpError(404, `no data flow ${processId}`);
   };
   const statusOf = async (cp: DpsControlPlane, processId: string): Promise<DataFlowStatus> => {
     const status = await dataFlowStatus(client, { connectorId: cp.id, processId });
-    if (!status) throw new HttpError(404, `no data flow ${processId}`);
+    if (!status) throw new DpsHttpError(404, `no data flow ${processId}`);
     return status;
   };
   /** Polls the flow while `busy` holds, up to `ms`. */
@@ -160,7 +146,7 @@ export async function startDpsDataPlaneApi(opts: DpsDataPlaneApiOptions): Promis
     try {
       return await callDataFlow(client, { flow: flowInput(cp, processId, role), taskQueue, ...c }, opts);
     } catch (e) {
-      if (e instanceof DataFlowExists || e instanceof DataFlowRefused || e instanceof DataFlowGone) throw new HttpError(409, e.message);
+      if (e instanceof DataFlowExists || e instanceof DataFlowRefused || e instanceof DataFlowGone) throw new DpsHttpError(409, e.message);
       throw e;
     }
   };
@@ -239,12 +225,12 @@ export async function startDpsDataPlaneApi(opts: DpsDataPlaneApiOptions): Promis
     const msg = parse(DataFlowStartWireSchema, req.body);
     const transferType = transferTypeOf(msg);
     const pull = isPull(transferType);
-    if (pull && msg.dataAddress) throw new HttpError(400, 'a pull is started without a dataAddress: the provider data plane issues it');
+    if (pull && msg.dataAddress) throw new DpsHttpError(400, 'a pull is started without a dataAddress: the provider data plane issues it');
     const dataset = Object.hasOwn(dps.datasets, msg.datasetId) ? dps.datasets[msg.datasetId] : undefined;
     const source = ferryAddress(msg, FERRY_METADATA.source) ?? dataset?.source;
-    if (!source) throw new HttpError(400, `dataset ${msg.datasetId} is not known to data plane ${config.instanceId}`);
+    if (!source) throw new DpsHttpError(400, `dataset ${msg.datasetId} is not known to data plane ${config.instanceId}`);
     const destination = msg.dataAddress ? wireAddress(msg.dataAddress, 'push') : dataset?.destination;
-    if (!pull && !destination) throw new HttpError(400, 'a push needs a dataAddress to push to');
+    if (!pull && !destination) throw new DpsHttpError(400, 'a push needs a dataAddress to push to');
     const memo = memoFor(cp, msg, transferType, 'PROVIDER');
     return openFlow(
       reply,
@@ -259,10 +245,10 @@ export async function startDpsDataPlaneApi(opts: DpsDataPlaneApiOptions): Promis
     const cp = await caller(req);
     const msg = parse(DataFlowStartedWireSchema, req.body);
     const memo = await memoOf(cp, req.params.id);
-    if (memo.role !== 'CONSUMER') throw new HttpError(409, 'started is a notification for a consumer data flow');
+    if (memo.role !== 'CONSUMER') throw new DpsHttpError(409, 'started is a notification for a consumer data flow');
     let source: DataAddress | undefined;
     if (msg.dataAddress) {
-      if (!isPull(memo.transferType)) throw new HttpError(400, 'a push is started without a dataAddress');
+      if (!isPull(memo.transferType)) throw new DpsHttpError(400, 'a push is started without a dataAddress');
       assertRenewable(msg.dataAddress, memo.transferType);
       source = wireAddress(msg.dataAddress, 'pull');
     }
@@ -285,7 +271,7 @@ export async function startDpsDataPlaneApi(opts: DpsDataPlaneApiOptions): Promis
     const memo = await memoOf(cp, req.params.id);
     const pull = isPull(memo.transferType);
     const address = msg.dataAddress ? wireAddress(msg.dataAddress, pull ? 'pull' : 'push') : undefined;
-    if (address && pull && memo.role === 'PROVIDER') throw new HttpError(400, 'a pull is resumed without a dataAddress: the provider data plane issues it');
+    if (address && pull && memo.role === 'PROVIDER') throw new DpsHttpError(400, 'a pull is resumed without a dataAddress: the provider data plane issues it');
     // a suspension still releasing what it held: resume once that is done
     await waitWhile(cp, req.params.id, releasing, Math.max(dps.syncWaitMs, 10_000));
     const message = {
@@ -331,17 +317,11 @@ export async function startDpsDataPlaneApi(opts: DpsDataPlaneApiOptions): Promis
   });
   app.delete<{ Params: { id: string } }>(`${base}/controlplanes/:id`, async (req, reply) => {
     admin(req);
-    if (!controlPlanes.remove(req.params.id)) throw new HttpError(404, `no registered control plane ${req.params.id}`);
+    if (!controlPlanes.remove(req.params.id)) throw new DpsHttpError(404, `no registered control plane ${req.params.id}`);
     return reply.code(204).send();
   });
 
-  app.setErrorHandler((err: Error & { statusCode?: number }, _req: FastifyRequest, reply: FastifyReply) => {
-    if (err instanceof HttpError) return reply.code(err.status).send({ error: err.message });
-    if (err.statusCode && err.statusCode >= 400 && err.statusCode < 500) return reply.code(err.statusCode).send({ error: err.message });
-    reply.log.error(err);
-    return reply.code(500).send({ error: 'internal error' });
-  });
-  app.setNotFoundHandler((_req, reply) => reply.code(404).send({ error: 'not found' }));
+  dpsErrorHandlers(app);
 
   const url = await app.listen({ host: dps.host, port: dps.port });
   return { url: dps.publicUrl ?? `${url}${base}`, close: () => app.close() };
@@ -366,7 +346,7 @@ function assertRenewable(address: DpsDataAddress, transferType: string): void {
   const fromDps = address.endpointType === 'https://w3id.org/dspace-sig/profile/http-pull';
   if (!fromDps || transferType !== 'HttpData-PULL') return;
   const missing = ['authorization', 'refreshToken', 'expiresIn', 'refreshEndpoint'].filter((n) => !address.endpointProperties.some((p) => p.name === n && p.value));
-  if (missing.length) throw new HttpError(400, `an http-pull dataAddress needs the Token Renewal properties: missing ${missing.join(', ')}`);
+  if (missing.length) throw new DpsHttpError(400, `an http-pull dataAddress needs the Token Renewal properties: missing ${missing.join(', ')}`);
   const expiresIn = address.endpointProperties.find((p) => p.name === 'expiresIn')!.value;
-  if (!/^\d+$/.test(expiresIn)) throw new HttpError(400, 'expiresIn must be a number of seconds');
+  if (!/^\d+$/.test(expiresIn)) throw new DpsHttpError(400, 'expiresIn must be a number of seconds');
 }

@@ -1,5 +1,4 @@
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
-import type { AddressInfo } from 'node:net';
 import path from 'node:path';
 import fc from 'fast-check';
 import { exportJWK, generateKeyPair, SignJWT, type CryptoKey as JoseKey } from 'jose';
@@ -8,6 +7,7 @@ import { dataFlowWorkflowId } from '../../src/ids.js';
 import { DPS_HTTP_PULL, DPS_HTTP_PUSH } from '../../src/dps.js';
 import { startProvisioningService, type ProvisioningService } from '../fixtures/provisioningService.js';
 import { startCluster, type Cluster } from '../support/cluster.js';
+import { listenLoopback, until } from '../support/loopback.js';
 import { makeAsset, processStatus, statesOf } from '../support/transfers.js';
 
 /**
@@ -50,11 +50,9 @@ beforeAll(async () => {
       res.writeHead(200, { 'content-type': 'application/json' }).end('{}');
     });
   });
-  await new Promise<void>((r) => recorder.listen(0, '127.0.0.1', r));
-  recorderUrl = `http://127.0.0.1:${(recorder.address() as AddressInfo).port}`;
+  recorderUrl = await listenLoopback(recorder);
   silent = createServer(() => void silentRequests++);
-  await new Promise<void>((r) => silent.listen(0, '127.0.0.1', r));
-  const silentUrl = `http://127.0.0.1:${(silent.address() as AddressInfo).port}/feed`;
+  const silentUrl = `${await listenLoopback(silent)}/feed`;
   const dp = await cluster.dataPlane({
     instanceId: 'dps-dp',
     fileRoot: cluster.root,
@@ -226,11 +224,11 @@ describe('DPS rules', () => {
     expect(async.headers.get('location')).toBe('/dataflows/async-prep/status');
     expect(await async.json()).toMatchObject({ dataFlowId: 'async-prep', state: 'PREPARING' });
     // the provisioning service has the request (it answered 202, the flow waits); now it calls back
-    await untilAsync(async () => ((await service.releasePending()).length ? true : undefined));
-    const callback = await until(() => calls.find((c) => c.path === '/cp-a/transfers/async-prep/dataflow/prepared'));
+    await until('the provisioning request held', async () => ((await service.releasePending()).length ? true : undefined));
+    const callback = await until('the prepared callback', () => calls.find((c) => c.path === '/cp-a/transfers/async-prep/dataflow/prepared'));
     expect(callback.body).toMatchObject({ dataFlowId: 'async-prep', state: 'PREPARED', dataAddress: { endpointType: 'File' } });
     // the sync one: its workflow reported prepare to its notify activity (done), which sent nothing
-    await untilAsync(async () => {
+    await until('the notify activity of sync-prep', async () => {
       const events = (await cluster.client.workflow.getHandle(dataFlowWorkflowId('cp-a', 'sync-prep')).fetchHistory()).events ?? [];
       const notified = events.some((e) => e.activityTaskScheduledEventAttributes?.activityType?.name === 'notifyControlPlane');
       const scheduled = events.filter((e) => e.activityTaskScheduledEventAttributes).length;
@@ -246,7 +244,7 @@ describe('suspend and terminate', () => {
     const body = start('silent-push', { datasetId: 'silent', profile: DPS_HTTP_PUSH, dataAddress: { endpointType: DPS_HTTP_PUSH, endpoint: `${recorderUrl}/sink`, endpointProperties: [] } });
     expect((await post(`${dpsUrl}/dataflows/start`, body, asA)).status).toBe(200);
     // the transfer runs: it waits for the source's first byte
-    await until(() => (silentRequests > 0 ? true : undefined));
+    await until('the transfer to ask its source', () => (silentRequests > 0 ? true : undefined));
     const suspended = await post(`${dpsUrl}/dataflows/silent-push/suspend`, { messageId: 's', reason: 'pause' }, asA);
     expect(suspended.status).toBe(200);
     expect(await suspended.json()).toMatchObject({ dataFlowId: 'silent-push', state: 'SUSPENDED' });
@@ -317,22 +315,3 @@ describe('the control plane callback API', () => {
   });
 });
 
-async function untilAsync<T>(fn: () => Promise<T | undefined>, timeoutMs = 60_000): Promise<T> {
-  const deadline = Date.now() + timeoutMs;
-  for (;;) {
-    const v = await fn();
-    if (v !== undefined) return v;
-    if (Date.now() > deadline) throw new Error(`not within ${timeoutMs} ms`);
-    await new Promise((r) => setTimeout(r, 50));
-  }
-}
-
-async function until<T>(fn: () => T | undefined, timeoutMs = 60_000): Promise<T> {
-  const deadline = Date.now() + timeoutMs;
-  for (;;) {
-    const v = fn();
-    if (v !== undefined) return v;
-    if (Date.now() > deadline) throw new Error(`not within ${timeoutMs} ms`);
-    await new Promise((r) => setTimeout(r, 50));
-  }
-}

@@ -2,7 +2,6 @@ import { createHash } from 'node:crypto';
 import { once } from 'node:events';
 import { writeFileSync } from 'node:fs';
 import { createServer, type Server } from 'node:http';
-import type { AddressInfo } from 'node:net';
 import path from 'node:path';
 import { exportJWK, generateKeyPair } from 'jose';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -15,6 +14,7 @@ import { ferryDataConverter } from '../../src/codec.js';
 import { Keyring } from '../../src/keys.js';
 import { startProvisioningService, type ProvisioningService } from '../fixtures/provisioningService.js';
 import { freePort, startCluster, type Cluster } from '../support/cluster.js';
+import { listenLoopback, until } from '../support/loopback.js';
 import { children, killAll, spawnWorker } from '../support/processes.js';
 import { makeAsset, sha256File, statesOf } from '../support/transfers.js';
 
@@ -87,12 +87,8 @@ beforeAll(async () => {
     req.on('end', () => res.writeHead(204).end());
     req.on('close', () => (entry.ended = true));
   });
-  const listen = async (s: Server) => {
-    await new Promise<void>((r) => s.listen(0, '127.0.0.1', r));
-    return `http://127.0.0.1:${(s.address() as AddressInfo).port}`;
-  };
-  streamUrl = `${await listen(stream)}/live`;
-  sinkUrl = `${await listen(sink)}/in`;
+  streamUrl = `${await listenLoopback(stream)}/live`;
+  sinkUrl = `${await listenLoopback(sink)}/in`;
 
   const temporal = (namespace: string) => ({ address: cluster.temporal.address, namespace });
   const write = (name: string, config: unknown) => {
@@ -188,15 +184,6 @@ const request = (processId: string, assetId: 'big' | 'live', transferType: 'File
 async function fetchWith(edr: DataAddress) {
   const res = await fetch(edr.endpoint, { headers: { authorization: property(edr, 'authorization')! } });
   return { status: res.status, body: Buffer.from(await res.arrayBuffer()) };
-}
-async function until<T>(what: string, fn: () => Promise<T | undefined> | T | undefined, timeoutMs = 60_000): Promise<T> {
-  const deadline = Date.now() + timeoutMs;
-  for (;;) {
-    const v = await fn();
-    if (v !== undefined && v !== false) return v;
-    if (Date.now() > deadline) throw new Error(`${what}: not within ${timeoutMs} ms`);
-    await new Promise((r) => setTimeout(r, 100));
-  }
 }
 
 describe('ferry control planes drive ferry data planes over DPS: push', () => {
