@@ -126,6 +126,7 @@ export async function startDpsDataPlaneApi(opts: DpsDataPlaneApiOptions): Promis
     }
     throw new DpsHttpError(404, `no data flow ${processId}`);
   };
+  const existingMemo = (cp: DpsControlPlane, processId: string): Promise<DpsFlowMemo | undefined> => memoOf(cp, processId).catch(() => undefined);
   const statusOf = async (cp: DpsControlPlane, processId: string): Promise<DataFlowStatus> => {
     const status = await dataFlowStatus(client, { connectorId: cp.id, processId });
     if (!status) throw new DpsHttpError(404, `no data flow ${processId}`);
@@ -179,8 +180,9 @@ export async function startDpsDataPlaneApi(opts: DpsDataPlaneApiOptions): Promis
     pending.deciding(key);
     let decided = false;
     try {
-      // a second start for a process is an error (DPS); a second prepare reaches the same flow
-      let response = await call(cp, processId, c as DataFlowCall, memo.role, { ifExists: c.op === 'start' ? 'fail' : 'use', memo: { [DPS_MEMO_KEY]: memo } });
+      // a second start for a process is an error (DPS), but the same start message again is its sender's retry; a second prepare reaches the same flow
+      const retry = c.op === 'start' && !!memo.startMessageId && (await existingMemo(cp, processId))?.startMessageId === memo.startMessageId;
+      let response = await call(cp, processId, c as DataFlowCall, memo.role, { ifExists: c.op === 'start' && !retry ? 'fail' : 'use', memo: { [DPS_MEMO_KEY]: memo } });
       if (response.async && !external) {
         const settled = await waitWhile(cp, processId, settling, dps.syncWaitMs);
         if (!settling(settled) && settled.state !== 'PROVISION_REQUESTED' && settled.state !== 'FAILED') {
@@ -335,6 +337,7 @@ function memoFor(cp: DpsControlPlane, msg: DataFlowFlowWire, transferType: Trans
     role,
     ...(msg.participantId ? { participantId: msg.participantId } : {}),
     ...(msg.counterPartyId ? { counterPartyId: msg.counterPartyId } : {}),
+    ...(role === 'PROVIDER' && msg.messageId ? { startMessageId: msg.messageId } : {}),
   };
 }
 

@@ -66,6 +66,8 @@ export interface DpsFlowMemo {
   role: 'CONSUMER' | 'PROVIDER';
   participantId?: string;
   counterPartyId?: string;
+  /** The messageId of the start that created the flow: the same message again is a retry, answered like the first. */
+  startMessageId?: string;
 }
 export const DPS_MEMO_KEY = 'dps';
 

@@ -1,5 +1,5 @@
 import { randomUUID } from 'node:crypto';
-import { ApplicationFailure } from '@temporalio/activity';
+import { ApplicationFailure, Context } from '@temporalio/activity';
 import type { DataPlaneInstance, DpsSignalingConfig } from '../../src/config.js';
 import type { DataAddress } from '../../src/DataAddress.js';
 import type { DataFlowInput, DataFlowResponse } from '../../src/DataFlow.js';
@@ -113,7 +113,7 @@ export async function callDpsDataPlane(
   const pull = ctx.transferType.endsWith('-PULL');
   const wire = (a: DataAddress | undefined) => (a ? toWireAddress(a, ctx.transferType) : undefined);
   const flowMessage = () => ({
-    messageId: randomUUID(),
+    messageId: stableMessageId(),
     participantId: ctx.participantId,
     counterPartyId: ctx.counterPartyId,
     dataspaceContext: deps.signaling.dataspaceContext,
@@ -167,11 +167,12 @@ export async function callDpsDataPlane(
   const answer = await send(deps, plane, 'POST', path, body);
   if ('status' in answer && answer.status !== 200 && answer.status !== 202) {
     const f = answer as Failure;
-    // a second start for a process is refused by DPS: the flow exists, so ask where it stands
+    // a second start for a process is refused by DPS (a retry of ours carries the first one's messageId
+    // and is answered like it by ferry's data planes): the flow exists, so ask where it stands
     if (f.status === 409 && req.op === 'start' && req.flow.role === 'PROVIDER') {
       const seen = await dpsDataFlowState(deps, plane, req.flow.processId);
-      if (seen.found && seen.state === 'STARTED') return { state: 'STARTED', async: false };
       if (seen.found && seen.state === 'PROVISIONING') return { state: 'PROVISIONING', async: true };
+      if (seen.found && seen.state !== 'RECEIVED' && seen.state !== 'TERMINATED') return { state: seen.state!, async: false };
     }
     // a flow the data plane no longer knows has nothing left to end
     if (f.status === 404 && (req.op === 'terminate' || req.op === 'complete')) return { state: 'TERMINATED', async: false };
@@ -197,6 +198,19 @@ export async function callDpsDataPlane(
     }
   }
   return { state: reply.state ? dataFlowStateOfDps(reply.state) : fallback[req.op], async: false, ...(dataAddress ? { dataAddress } : {}) };
+}
+
+/**
+ * The same id on every retry of one activity (a DPS peer can tell a retry from a second message);
+ * a fresh one outside an activity.
+ */
+function stableMessageId(): string {
+  try {
+    const info = Context.current().info;
+    return info.workflowExecution ? `${info.workflowExecution.workflowId}/${info.activityId}` : randomUUID();
+  } catch {
+    return randomUUID();
+  }
 }
 
 /** `GET /dataflows/{id}/status`, for stale waits. */

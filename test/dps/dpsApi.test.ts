@@ -167,14 +167,23 @@ describe('the data plane API refuses unknown callers and changes nothing', () =>
 });
 
 describe('DPS rules', () => {
-  it('a second start for a process is 409, and the first flow goes on', async () => {
-    const first = await post(`${dpsUrl}/dataflows/start`, start("dup"), asA);
+  it('a second start for a process is 409, and the first flow goes on; the same start message again (its sender retrying) is answered like the first', async () => {
+    const first = await post(`${dpsUrl}/dataflows/start`, start('dup'), asA);
     expect(first.status, await first.clone().text()).toBe(200);
-    const again = await post(`${dpsUrl}/dataflows/start`, start('dup'), asA);
+    const again = await post(`${dpsUrl}/dataflows/start`, start('dup', { messageId: 'another-message' }), asA);
     expect(again.status).toBe(409);
     const status = await (await fetch(`${dpsUrl}/dataflows/dup/status`, { headers: { authorization: asA } })).json();
     expect(status).toMatchObject({ dataFlowId: 'dup' });
     expect(['STARTED', 'COMPLETED']).toContain((status as { state: string }).state);
+    // a pull's retried start hands out the EDR again
+    const pull = start('dup-pull', { profile: DPS_HTTP_PULL, dataAddress: undefined });
+    const issued = await post(`${dpsUrl}/dataflows/start`, pull, asA);
+    expect(issued.status).toBe(200);
+    const retried = await post(`${dpsUrl}/dataflows/start`, pull, asA);
+    expect(retried.status).toBe(200);
+    const edr = ((await retried.json()) as { dataAddress?: { endpointType: string } }).dataAddress;
+    expect(edr?.endpointType).toBe(DPS_HTTP_PULL);
+    expect((await post(`${dpsUrl}/dataflows/start`, { ...pull, messageId: 'a-second-start' }, asA)).status).toBe(409);
   });
 
   it('a pull started with a data address, an unknown dataset or profile: 400, no flow', async () => {
