@@ -1,36 +1,17 @@
 import { ApplicationFailure, Context } from '@temporalio/activity';
-import {
-  WithStartWorkflowOperation,
-  WorkflowExecutionAlreadyStartedError,
-  WorkflowNotFoundError,
-  WorkflowUpdateFailedError,
-  type Client,
-} from '@temporalio/client';
+import { WorkflowNotFoundError, type Client } from '@temporalio/client';
 import { admitTransferRequest, type Admission } from '../src/admission.js';
 import type { DataAddress } from '../src/DataAddress.js';
-import {
-  completeFlowUpdate,
-  dataFlowSummary,
-  DataFlowStateAttr,
-  dataFlowStatusQuery,
-  prepareUpdate,
-  resumeFlowUpdate,
-  startUpdate,
-  suspendFlowUpdate,
-  terminateFlowUpdate,
-  type DataFlowInput,
-  type DataFlowOp,
-  type DataFlowResponse,
-  type DataFlowStartMessage,
-  type ReasonMessage,
-} from '../src/DataFlow.js';
+import { dataFlowStatusQuery, type DataFlowInput, type DataFlowOutcome, type DataFlowResponse, type DataFlowStartMessage, type ReasonMessage } from '../src/DataFlow.js';
 import type { DataFlowState } from '../src/DataFlowState.js';
 import type { ControlPlaneConfig } from '../src/config.js';
-import { counterpartyOwning, type ProcessMessage, type TransferRequestMessage } from '../src/dsp.js';
-import { DATA_FLOW_WORKFLOW, dataFlowWorkflowId, dataPlaneTaskQueue, IN_CLUSTER_SCHEME, TRANSFER_PROCESS_WORKFLOW } from '../src/ids.js';
+import { counterpartyOwning, isUnder, type ProcessMessage, type TransferRequestMessage } from '../src/dsp.js';
+import { dataPlaneTaskQueue, IN_CLUSTER_SCHEME, TRANSFER_PROCESS_WORKFLOW } from '../src/ids.js';
 import { durationMs, TransferSettingsSchema, type TransferSettings, type TransferSettingsOverrides } from '../src/settings.js';
 import { transferProcessStatusQuery, type DataPlaneRef, type TransferProcessInput, type TransferProcessStatus, type WatchAlarm } from '../src/TransferProcess.js';
 import { watchdogAlarmSignal, type Suspect, type SweepResult } from '../src/Watchdog.js';
+import { callDataFlow, dataFlowWorkflowIdOf, DataFlowGone, DataFlowRefused } from './dataFlowCalls.js';
+import { callDpsDataPlane, dpsDataFlowState, type DataPlaneDirectory, type DpsDataPlaneClientDeps, type TransferContext } from './dps/dataPlaneClient.js';
 import { CounterpartyRejected, type CounterpartyTransport } from '../src/Transport.js';
 
 /** Side effects of the control plane: talking to its data planes and to the counterparty. */
@@ -39,6 +20,8 @@ export interface ControlPlaneDeps {
   config: ControlPlaneConfig;
   client: Client;
   transports: CounterpartyTransport[];
+  /** Data planes reached over DPS HTTP (configured with `dps`, or registered). */
+  dps?: DpsDataPlaneClientDeps & { planes: DataPlaneDirectory };
 }
 
 /** What `admitTransferRequest` reads of a provider's TransferProcessInput (pass the input itself). */
@@ -118,13 +101,15 @@ export function createControlPlaneActivities(deps: ControlPlaneDeps) {
    * instances with a live worker, spread by flow id. The choice is recorded; later calls go there.
    */
   const chooseDataPlane = async (req: { flowId: string; transferType: string; preferred?: string }): Promise<DataPlaneRef> => {
-    const candidates = config.dataPlanes.filter((d) => d.transferTypes.includes(req.transferType as never) && (!req.preferred || d.id === req.preferred));
+    const planes = deps.dps?.planes.all() ?? config.dataPlanes.map((d) => ({ ...d, dps: !!d.dps }));
+    const candidates = planes.filter((d) => d.transferTypes.includes(req.transferType as never) && (!req.preferred || d.id === req.preferred));
     if (!candidates.length) {
       throw ApplicationFailure.nonRetryable(
         req.preferred ? `data plane ${req.preferred} is not configured for ${req.transferType}` : `no data plane serves ${req.transferType}`,
       );
     }
-    const live = (await Promise.all(candidates.map(async (d) => ((await hasPollers(dataPlaneTaskQueue(d.id))) ? d : undefined)))).filter(
+    // a DPS data plane has no task queue to look at: it counts as live
+    const live = (await Promise.all(candidates.map(async (d) => (d.dps || (await hasPollers(dataPlaneTaskQueue(d.id))) ? d : undefined)))).filter(
       (d): d is (typeof candidates)[number] => !!d,
     );
     const pool = live.length ? live : candidates;
@@ -142,10 +127,12 @@ export function createControlPlaneActivities(deps: ControlPlaneDeps) {
     const suspect: Suspect = {};
     const flow: DataFlowInput = { flowId: status.processId, connectorId: status.connectorId, processId: status.processId, role: status.role, instanceId: status.dataPlane!.id, callbackWorkflowId: '' };
     try {
-      // closed without finishing (an operator terminated or reset it): its status is frozen, so ask Temporal first
-      const execution = await client.withDeadline(now + 10_000, () => client.workflow.getHandle(dataFlowWorkflowIdOf(flow)).describe());
-      if (execution.status.name !== 'RUNNING' && execution.status.name !== 'COMPLETED') {
-        return { alarm: { kind: 'flowEnded', state: execution.status.name, completed: false, detail: `its workflow is ${execution.status.name.toLowerCase()}` } };
+      // closed without finishing (an operator terminated or reset it): its status is frozen, so ask Temporal first (a DPS data plane's flow is no workflow of ours)
+      if (!deps.dps?.planes.dps(flow.instanceId)) {
+        const execution = await client.withDeadline(now + 10_000, () => client.workflow.getHandle(dataFlowWorkflowIdOf(flow)).describe());
+        if (execution.status.name !== 'RUNNING' && execution.status.name !== 'COMPLETED') {
+          return { alarm: { kind: 'flowEnded', state: execution.status.name, completed: false, detail: `its workflow is ${execution.status.name.toLowerCase()}` } };
+        }
       }
       const s = await flowStatus(flow);
       if (s.outcome === 'completed' || s.outcome === 'failed' || s.outcome === 'terminated') {
@@ -175,9 +162,43 @@ export function createControlPlaneActivities(deps: ControlPlaneDeps) {
     return Object.keys(suspect).length ? { suspect } : {};
   };
 
-  /** The flow's state as its DataFlow says (within a deadline: a data plane without workers does not answer). */
-  const flowStatus = (flow: DataFlowInput) =>
-    client.withDeadline(Date.now() + 10_000, () => client.workflow.getHandle(dataFlowWorkflowIdOf(flow)).query(dataFlowStatusQuery));
+  /**
+   * The flow's state as its data plane says: its DataFlow's query (within a deadline: a data plane
+   * without workers does not answer), or a DPS data plane's `GET …/status` (WorkflowNotFoundError
+   * when it knows no such flow).
+   */
+  const flowStatus = async (flow: DataFlowInput): Promise<{ state: DataFlowState; outcome?: DataFlowOutcome; error?: string }> => {
+    const plane = deps.dps?.planes.dps(flow.instanceId);
+    if (plane) {
+      const seen = await dpsDataFlowState(deps.dps!, plane, flow.processId);
+      if (!seen.found) throw new WorkflowNotFoundError(`data plane ${plane.id} knows no flow ${flow.processId}`, dataFlowWorkflowIdOf(flow), undefined);
+      const outcome: Partial<Record<DataFlowState, DataFlowOutcome>> = { COMPLETED: 'completed', TERMINATED: 'terminated', SUSPENDED: 'suspended' };
+      return { state: seen.state!, ...(outcome[seen.state!] ? { outcome: outcome[seen.state!] } : {}) };
+    }
+    return client.withDeadline(Date.now() + 10_000, () => client.workflow.getHandle(dataFlowWorkflowIdOf(flow)).query(dataFlowStatusQuery));
+  };
+
+  /**
+   * What a DPS message says of the transfer that the DataFlow contract does not carry: read from the
+   * TransferProcess that makes the call (it answers queries while it waits for this activity).
+   */
+  const transferContext = async (flow: DataFlowInput): Promise<TransferContext> => {
+    if (flow.transfer) {
+      const t = flow.transfer;
+      const counterparty = t.counterpartyId ?? config.dsp?.counterparties.find((c) => isUnder(t.counterpartyAddress, c.address))?.id;
+      return { transferType: t.transferType, agreementId: t.agreementId, datasetId: t.assetId, participantId: config.connectorId, counterPartyId: counterparty ?? t.counterpartyAddress };
+    }
+    // a process that does not say (started before it did): ask it
+    const status = await client.workflow.getHandle(flow.callbackWorkflowId).query(transferProcessStatusQuery);
+    const counterparty = status.counterpartyId ?? config.dsp?.counterparties.find((c) => isUnder(status.counterpartyAddress, c.address))?.id;
+    return {
+      transferType: status.transferType,
+      agreementId: status.agreementId,
+      datasetId: status.assetId,
+      participantId: config.connectorId,
+      counterPartyId: counterparty ?? status.counterpartyAddress,
+    };
+  };
 
   return {
     /**
@@ -286,43 +307,13 @@ export function createControlPlaneActivities(deps: ControlPlaneDeps) {
      * (update-with-start), so a repeated call reaches the same flow and is idempotent.
      */
     async callDataPlane(req: { flow: DataFlowInput; taskQueue: string } & DataPlaneCall): Promise<DataFlowResponse> {
-      const workflowId = dataFlowWorkflowIdOf(req.flow);
+      const plane = deps.dps?.planes.dps(req.flow.instanceId);
+      if (plane) return callDpsDataPlane(deps.dps!, plane, req, await transferContext(req.flow));
       try {
-        if (req.op === 'prepare' || req.op === 'start') {
-          return await client.workflow.executeUpdateWithStart(req.op === 'prepare' ? prepareUpdate : startUpdate, {
-            args: [req.message],
-            startWorkflowOperation: new WithStartWorkflowOperation(DATA_FLOW_WORKFLOW, {
-              workflowId,
-              taskQueue: req.taskQueue,
-              args: [req.flow],
-              ...dataFlowSummary(req.flow, req.message.transferType),
-              typedSearchAttributes: [{ key: DataFlowStateAttr, value: 'RECEIVED' }],
-              workflowIdConflictPolicy: 'USE_EXISTING',
-              // an ended flow is not started again: its resources were released
-              workflowIdReusePolicy: 'REJECT_DUPLICATE',
-            }),
-          });
-        }
-        const handle = client.workflow.getHandle(workflowId);
-        switch (req.op) {
-          case 'resume':
-            return await handle.executeUpdate(resumeFlowUpdate, { args: [req.message] });
-          case 'suspend':
-            return await handle.executeUpdate(suspendFlowUpdate, { args: [req.message] });
-          case 'terminate':
-            return await handle.executeUpdate(terminateFlowUpdate, { args: [req.message] });
-          case 'complete':
-            return await handle.executeUpdate(completeFlowUpdate, { args: [] });
-        }
+        return await callDataFlow(client, req);
       } catch (e) {
-        if (e instanceof WorkflowUpdateFailedError) {
-          throw ApplicationFailure.nonRetryable(`data plane refused ${req.op}: ${e.cause?.message ?? e.message}`, 'DataPlaneRefused');
-        }
-        if (e instanceof WorkflowNotFoundError || e instanceof WorkflowExecutionAlreadyStartedError || isClosedError(e)) {
-          // A flow that has ended has nothing left to terminate or complete.
-          if (req.op === 'terminate' || req.op === 'complete') return { state: await finalState(workflowId), async: false };
-          throw ApplicationFailure.nonRetryable(`data flow ${workflowId} has ended; cannot ${req.op}`, 'DataFlowGone');
-        }
+        if (e instanceof DataFlowRefused) throw ApplicationFailure.nonRetryable(e.message, 'DataPlaneRefused');
+        if (e instanceof DataFlowGone) throw ApplicationFailure.nonRetryable(e.message, 'DataFlowGone');
         throw e;
       }
     },
@@ -349,21 +340,6 @@ export function createControlPlaneActivities(deps: ControlPlaneDeps) {
       return rejectedIsFinal(() => transportFor(req.address).send(req.address, req.receiverPid, req.message, opts));
     },
   };
-
-  async function finalState(workflowId: string): Promise<DataFlowState> {
-    try {
-      const result = (await client.workflow.getHandle(workflowId).result()) as { state: DataFlowState };
-      return result.state;
-    } catch {
-      return 'TERMINATED';
-    }
-  }
-}
-
-const dataFlowWorkflowIdOf = (flow: DataFlowInput): string => dataFlowWorkflowId(flow.connectorId, flow.processId);
-
-function isClosedError(e: unknown): boolean {
-  return e instanceof Error && /workflow execution already completed|already completed/i.test(e.message);
 }
 
 function hash(s: string): number {

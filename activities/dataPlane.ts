@@ -5,9 +5,10 @@ import type { DataPlaneConfig } from '../src/config.js';
 import { checkHttpUrl, UrlPolicyError, type HttpPolicy } from '../src/urlPolicy.js';
 import { FileAddressError } from '../src/FileAddress.js';
 import { planProvisioning, ProvisionRejected, type DeprovisionReason, type Provisioner, type ProvisionResult, type ProvisionSide, type Role } from '../src/Provisioner.js';
-import type { DataFlowSetup } from '../src/DataFlow.js';
+import type { CallbackTarget, DataFlowSetup } from '../src/DataFlow.js';
 import { DataFlowSettingsSchema, durationMs, type DataFlowSettings } from '../src/settings.js';
 import { dataPlaneCallbackSignal, type DataPlaneCallback } from '../src/TransferProcess.js';
+import { controlPlaneOfCallbackId, sendDpsCallback, type DpsCallbackDeps } from './dps/controlPlaneCallbacks.js';
 import { copyFile, TransferRejected } from './transfer/FileTransfer.js';
 import { pushHttp } from './transfer/HttpTransfer.js';
 
@@ -19,6 +20,8 @@ export interface DataPlaneDeps {
   client: Client;
   /** Builds the (signed, expiring) URL an external provisioning service calls back on. */
   callbackUrl(target: { workflowId: string; op: 'provision' | 'deprovision'; provisioner: string; side: ProvisionSide; round?: string; expiresAt: Date }): string;
+  /** DPS control planes (flows a DPS control plane drives call back over HTTP). */
+  dps?: DpsCallbackDeps;
 }
 
 /**
@@ -118,6 +121,11 @@ export function createDataPlaneActivities(deps: DataPlaneDeps) {
       const ctx = Context.current();
       const resumeFrom = (ctx.info.heartbeatDetails as { offset?: number } | undefined)?.offset ?? 0;
       const { source, destination } = req;
+      let offset = resumeFrom;
+      // heartbeats carry cancellation in: beat while a source is silent too (a live feed with nothing
+      // to send yet), or a suspend or terminate would not reach the transfer until bytes came
+      const ticker = setInterval(() => ctx.heartbeat({ offset }), 1000);
+      ctx.cancellationSignal.addEventListener('abort', () => clearInterval(ticker), { once: true });
       const common = {
         root: config.fileRoot,
         source,
@@ -126,30 +134,47 @@ export function createDataPlaneActivities(deps: DataPlaneDeps) {
         destinationPolicy,
         sourcePolicy: network,
         signal: ctx.cancellationSignal,
-        onProgress: (offset: number) => ctx.heartbeat({ offset }),
+        onProgress: (at: number) => {
+          offset = at;
+          ctx.heartbeat({ offset });
+        },
       };
-      if (source.endpointType === 'File' && destination.endpointType === 'File') {
-        const { bytes, sha256 } = await nonRetryable(() => copyFile({ ...common, resumeFrom }));
-        return { bytes, sha256 };
-      }
-      if (destination.endpointType === 'HttpData') {
-        try {
-          checkHttpUrl(destination.endpoint, destinationPolicy, 'HttpData destination'); // before the source is opened
-        } catch (e) {
-          if (e instanceof UrlPolicyError) throw ApplicationFailure.nonRetryable(`${e.message} (data plane ${config.instanceId})`, 'DestinationNotAllowed');
-          throw e;
+      try {
+        if (source.endpointType === 'File' && destination.endpointType === 'File') {
+          const { bytes, sha256 } = await nonRetryable(() => copyFile({ ...common, resumeFrom }));
+          return { bytes, sha256 };
         }
-        return nonRetryable(() => pushHttp(common));
+        if (destination.endpointType === 'HttpData') {
+          try {
+            checkHttpUrl(destination.endpoint, destinationPolicy, 'HttpData destination'); // before the source is opened
+          } catch (e) {
+            if (e instanceof UrlPolicyError) throw ApplicationFailure.nonRetryable(`${e.message} (data plane ${config.instanceId})`, 'DestinationNotAllowed');
+            throw e;
+          }
+          return await nonRetryable(() => pushHttp(common));
+        }
+        throw ApplicationFailure.nonRetryable(`transfer ${source.endpointType} -> ${destination.endpointType} is not supported by this data plane`);
+      } finally {
+        clearInterval(ticker);
       }
-      throw ApplicationFailure.nonRetryable(`transfer ${source.endpointType} -> ${destination.endpointType} is not supported by this data plane`);
     },
 
-    /** Calls the TransferProcess back. A process that is gone cannot be helped by retrying. */
-    async notifyControlPlane(req: { workflowId: string; callback: DataPlaneCallback }): Promise<void> {
+    /**
+     * Calls the control plane back: a Temporal signal to the TransferProcess, or a DPS callback over
+     * HTTP when the flow's control plane is a DPS one (`target`, or the `callbackWorkflowId` the DPS
+     * API gives the flows it creates). A process that is gone cannot be helped by retrying.
+     */
+    async notifyControlPlane(req: { workflowId: string; callback: DataPlaneCallback; target?: CallbackTarget }): Promise<void> {
+      const dpsControlPlane = req.target?.kind === 'dps' ? req.target.controlPlaneId : req.target ? undefined : controlPlaneOfCallbackId(req.workflowId);
+      if (dpsControlPlane) {
+        if (!deps.dps) throw ApplicationFailure.nonRetryable(`data plane ${config.instanceId} does not speak DPS`);
+        return sendDpsCallback(deps.dps, { controlPlaneId: dpsControlPlane, dataFlowWorkflowId: workflowId(), callback: req.callback });
+      }
+      const target = req.target?.kind === 'temporal' ? req.target.workflowId : req.workflowId;
       try {
-        await deps.client.workflow.getHandle(req.workflowId).signal(dataPlaneCallbackSignal, req.callback);
+        await deps.client.workflow.getHandle(target).signal(dataPlaneCallbackSignal, req.callback);
       } catch (e) {
-        if (e instanceof WorkflowNotFoundError) throw ApplicationFailure.nonRetryable(`transfer process ${req.workflowId} is gone`);
+        if (e instanceof WorkflowNotFoundError) throw ApplicationFailure.nonRetryable(`transfer process ${target} is gone`);
         throw e;
       }
     },

@@ -18,7 +18,31 @@ export const DataFlowInputSchema = z.object({
   instanceId: IdSchema,
   /** The TransferProcess workflow that receives the callbacks. */
   callbackWorkflowId: z.string().min(1),
+  /**
+   * Where callbacks go: a TransferProcess workflow (Temporal signal), or a DPS control plane over
+   * HTTP. Absent: the Temporal signal to `callbackWorkflowId`.
+   */
+  callback: z
+    .discriminatedUnion('kind', [
+      z.object({ kind: z.literal('temporal'), workflowId: z.string().min(1) }),
+      z.object({ kind: z.literal('dps'), controlPlaneId: IdSchema, baseUrl: z.string().min(1) }),
+    ])
+    .optional(),
+  /**
+   * What the transfer is about, for data planes whose protocol carries it (DPS): given by the
+   * TransferProcess, so the call needs not ask it back (it could not answer while it waits).
+   */
+  transfer: z
+    .object({
+      transferType: z.string().min(1).max(64),
+      agreementId: z.string().min(1).max(256),
+      assetId: z.string().min(1).max(256),
+      counterpartyAddress: z.string().min(1).max(1024),
+      counterpartyId: z.string().min(1).max(256).optional(),
+    })
+    .optional(),
 });
+export type CallbackTarget = NonNullable<DataFlowInput['callback']>;
 export type DataFlowInput = z.infer<typeof DataFlowInputSchema>;
 
 export const DataFlowPrepareMessageSchema = z.object({

@@ -6,6 +6,7 @@ import { AgreementIdSchema, AssetIdSchema, LIMITS } from './limits.js';
 import { DataFlowSettingsSchema, duration, TransferSettingsSchema } from './settings.js';
 import { TransferTypeSchema } from './TransferProcess.js';
 import { isValidCidr, parseHttpUrl } from './urlPolicy.js';
+import { JwksSchema } from './dps.js';
 
 /**
  * Worker configuration. Validated at start-up; a bad value stops the worker before it polls. Every
@@ -71,6 +72,8 @@ export const ProvisionerConfigSchema = z.discriminatedUnion('kind', [
     url: HttpUrlSchema,
     side: z.enum(['source', 'destination']),
     endpointTypes: z.array(z.string().min(1)).min(1),
+    /** Only addresses whose endpoint starts with this prefix (a rule for some datasets). */
+    endpointPrefix: z.string().min(1).optional(),
     timeoutMs: z.number().int().positive().max(300_000).optional(),
   }),
 ]);
@@ -127,13 +130,95 @@ export const DataPlaneConfigSchema = z.strictObject({
   /** Cap bandwidth (bytes/s): of each push, and of each response the public endpoint serves to a pull. */
   rateLimitBytesPerSec: z.number().int().positive().optional(),
   dataFlow: DataFlowSettingsSchema.partial().default({}),
+  /** Data Plane Signaling over HTTP: any DPS control plane may drive this data plane. Off unless configured. */
+  dps: z.lazy(() => DpsDataPlaneConfigSchema).optional(),
 });
 export type DataPlaneConfig = z.infer<typeof DataPlaneConfigSchema>;
+
+const TokenSchema = z.string().min(16, 'tokens must have at least 16 characters');
+
+/**
+ * How one DPS party authenticates another: a static bearer token, and/or self-signed JWTs
+ * (`oauth2_client_credentials`) verified with its keys (`jwks` inline or `jwksUri`).
+ */
+export const DpsPeerAuthSchema = z.strictObject({
+  /** The bearer token it presents to us. */
+  inboundToken: TokenSchema.optional(),
+  /** Keys that verify its self-signed JWTs (sub = its id, aud = our id). */
+  jwks: JwksSchema.optional(),
+  jwksUri: z.url().optional(),
+  /** The bearer token we present to it; without one we present a self-signed JWT when we have a signing key (`FERRY_DPS_SIGNING_KEY`). */
+  outboundToken: TokenSchema.optional(),
+});
+
+/** A control plane that may drive this data plane over DPS (configured; others register with `PUT /controlplanes`). */
+export const DpsControlPlaneSchema = DpsPeerAuthSchema.extend({
+  id: IdSchema,
+  /** Its DPS signaling base URL: callbacks go to `{endpoint}/transfers/{processId}/dataflow/…`. */
+  endpoint: z.url(),
+});
+export type DpsControlPlane = z.infer<typeof DpsControlPlaneSchema>;
+
+/** Where a dataset's bytes are (provider) or go (consumer), for control planes that do not say (DPS names only the dataset). */
+export const DpsDatasetSchema = z.strictObject({ source: DataAddressSchema.optional(), destination: DataAddressSchema.optional() });
+
+export const DpsDataPlaneConfigSchema = z.strictObject({
+  host: z.string().default('127.0.0.1'),
+  port: z.number().int().min(0).max(65535).default(0),
+  /** Our DPS base URL as control planes reach it. */
+  publicUrl: z.url().optional(),
+  /** Our id as a DPS data plane (the `aud` of the tokens control planes present); the instance id by default. */
+  dataplaneId: IdSchema.optional(),
+  controlPlanes: z.array(DpsControlPlaneSchema).default([]),
+  /** Guards `PUT /controlplanes` and `DELETE /controlplanes/{id}`; without it, registration over HTTP is off. */
+  adminToken: TokenSchema.optional(),
+  signingKey: keyNotHere('FERRY_DPS_SIGNING_KEY'),
+  datasets: z.record(z.string().min(1), DpsDatasetSchema).default({}),
+  /** How long a prepare/start waits for provisioning that needs no external party before it answers 202 instead of 200. */
+  syncWaitMs: z.number().int().min(0).max(60_000).default(5000),
+  /** Token renewal: resolve `did:web` documents over plain HTTP (loopback tests only; DIDs use HTTPS). */
+  didWebHttp: z.boolean().default(false),
+  /** Callback attempts before a callback is given up (exponential backoff from 1 s). */
+  callbackMaxAttempts: z.number().int().min(1).max(50).default(8),
+  /** Where registrations and pending-callback marks are kept across restarts; `<fileRoot>/.ferry-dps` by default. */
+  stateDir: z.string().min(1).optional(),
+});
+export type DpsDataPlaneConfig = z.infer<typeof DpsDataPlaneConfigSchema>;
+
+/** A data plane this control plane drives over DPS HTTP instead of Temporal. */
+export const DpsDataPlaneRefSchema = DpsPeerAuthSchema.extend({
+  /** Its DPS base URL (`…/dataflows/prepare` lies under it). */
+  url: z.url(),
+  /** The DPS profile each transfer type goes out as, when not the standard one (`https://w3id.org/dspace-sig/profile/http-pull`, …). */
+  profiles: z.array(z.string().min(1)).optional(),
+  /** Accept its callbacks without credentials: only where the network authenticates it (some peers, like the DPS TCK, send none). */
+  acceptUnauthenticated: z.boolean().default(false),
+});
 
 export const DataPlaneInstanceSchema = z.strictObject({
   id: IdSchema,
   transferTypes: z.array(TransferTypeSchema).min(1).default(['File-PUSH']),
+  /** Present: a DPS data plane reached over HTTP. Absent: a ferry data-plane worker on Temporal. */
+  dps: DpsDataPlaneRefSchema.optional(),
 });
+export type DataPlaneInstance = z.infer<typeof DataPlaneInstanceSchema>;
+
+/** The control plane's DPS signaling endpoint: data planes call back and register here. */
+export const DpsSignalingConfigSchema = z.object({
+  host: z.string().default('127.0.0.1'),
+  port: z.number().int().min(0).max(65535).default(0),
+  publicUrl: z.url().optional(),
+  /** Our id as a DPS control plane; the connector id by default. */
+  controlplaneId: IdSchema.optional(),
+  /** Guards `PUT /dataplanes` and `DELETE /dataplanes/{id}`; without it, registration over HTTP is off. */
+  adminToken: TokenSchema.optional(),
+  signingKey: keyNotHere('FERRY_DPS_SIGNING_KEY'),
+  /** `dataspaceContext` of the messages we send. */
+  dataspaceContext: z.string().min(1).default('default'),
+  requestTimeoutMs: z.number().int().positive().max(120_000).default(10_000),
+  stateDir: z.string().min(1).optional(),
+});
+export type DpsSignalingConfig = z.infer<typeof DpsSignalingConfigSchema>;
 
 /** A connector this one talks DSP with, and the bearer tokens each side presents. */
 export const CounterpartySchema = z.strictObject({
@@ -226,6 +311,11 @@ const ControlPlaneObjectSchema = z.strictObject({
   secretKey: keyNotHere('FERRY_CODEC_KEYS'),
   /** The Dataspace Protocol over HTTP(S): off unless configured. */
   dsp: DspConfigSchema.optional(),
+  /** Data Plane Signaling over HTTP: needed when a data plane is a DPS endpoint (`dataPlanes[].dps`) or registers itself. */
+  dpsSignaling: DpsSignalingConfigSchema.optional(),
+}).refine((c) => c.dpsSignaling || !c.dataPlanes.some((d) => d.dps), {
+  message: 'a DPS data plane (dataPlanes[].dps) calls back on the control plane: configure dpsSignaling',
+  path: ['dpsSignaling'],
 });
 
 /** `dsp.agreements` (the old place) merged into `agreements`; one id in both must say the same. */

@@ -7,7 +7,13 @@ import { HttpProvisioner } from '../activities/provisioners/HttpProvisioner.js';
 import { EdrProvisioner } from '../activities/provisioners/EdrProvisioner.js';
 import { EdrTokens } from '../activities/pull/EdrTokens.js';
 import { PullSessions } from '../activities/pull/PullSessions.js';
-import { DataPlaneConfigSchema, type DataPlaneConfig } from '../src/config.js';
+import path from 'node:path';
+import type { Client } from '@temporalio/client';
+import { DpsAuth, dpsSigningKeyFromEnv } from '../activities/dps/auth.js';
+import { ControlPlaneDirectory, DPS_MEMO_KEY, type DpsCallbackDeps, type DpsFlowMemo } from '../activities/dps/controlPlaneCallbacks.js';
+import { JsonRecords, PendingCallbacks } from '../activities/dps/stateStore.js';
+import { DataPlaneConfigSchema, type DataPlaneConfig, type DpsDataPlaneConfig } from '../src/config.js';
+import { startDpsDataPlaneApi } from './dpsDataPlaneApi.js';
 import { dataPlaneTaskQueue } from '../src/ids.js';
 import type { Provisioner } from '../src/Provisioner.js';
 import { ferryDataConverter } from '../src/codec.js';
@@ -33,6 +39,8 @@ export interface RunningDataPlane {
   callbackUrl: string;
   /** Where consumers pull from (HttpData-PULL), when a public API is configured. */
   publicUrl?: string;
+  /** The DPS data-plane API (Data Plane Signaling over HTTP), when configured. */
+  dpsUrl?: string;
   /** Connected and polling (what /readyz answers). */
   readiness(): Promise<Readiness>;
   shutdown(): Promise<void>;
@@ -42,7 +50,7 @@ export function buildProvisioners(config: DataPlaneConfig): Provisioner[] {
   return config.provisioners.map((p) =>
     p.kind === 'file-destination'
       ? new FileDestinationProvisioner({ root: config.fileRoot })
-      : new HttpProvisioner({ name: p.name, url: p.url, side: p.side, endpointTypes: p.endpointTypes, ...(p.timeoutMs ? { timeoutMs: p.timeoutMs } : {}) }),
+      : new HttpProvisioner({ name: p.name, url: p.url, side: p.side, endpointTypes: p.endpointTypes, ...(p.endpointPrefix ? { endpointPrefix: p.endpointPrefix } : {}), ...(p.timeoutMs ? { timeoutMs: p.timeoutMs } : {}) }),
   );
 }
 
@@ -85,6 +93,27 @@ export function dataPlaneKeysFromEnv(config: DataPlaneConfig, env: NodeJS.Proces
 /** External provisioning services call back on signed URLs, which must outlive a restart of this worker. */
 const needsCallbackKeys = (config: DataPlaneConfig): boolean => config.provisioners.some((p) => p.kind === 'http');
 
+/** The parts of a DPS data plane the activities (callbacks) and the HTTP API share. */
+function createDpsDataPlane(config: DataPlaneConfig, dps: DpsDataPlaneConfig, client: Client, signingKey: Record<string, unknown> | undefined) {
+  const stateDir = dps.stateDir ?? path.join(config.fileRoot, '.ferry-dps');
+  const auth = new DpsAuth(dps.dataplaneId ?? config.instanceId, signingKey);
+  const controlPlanes = new ControlPlaneDirectory(dps.controlPlanes, new JsonRecords(stateDir, 'controlplanes'));
+  const pending = new PendingCallbacks(stateDir);
+  return {
+    api: { auth, controlPlanes, pending },
+    callbacks: { client, auth, controlPlanes, pending, decisionWaitMs: dps.syncWaitMs + 30_000 } satisfies DpsCallbackDeps,
+  };
+}
+
+/** The provider participant a DPS control plane named when it started a flow (the `aud` of its token renewals). */
+const dpsParticipantOf = (client: Client) => async (workflowId: string): Promise<string | undefined> => {
+  try {
+    return ((await client.workflow.getHandle(workflowId).describe()).memo?.[DPS_MEMO_KEY] as DpsFlowMemo | undefined)?.participantId;
+  } catch {
+    return undefined;
+  }
+};
+
 export async function startDataPlaneWorker(
   config: DataPlaneConfig,
   opts: StartOptions & { keys?: DataPlaneKeys } = {},
@@ -116,10 +145,12 @@ export async function startDataPlaneWorker(
       sessions,
       fileRoot: config.fileRoot,
       ...(config.rateLimitBytesPerSec ? { rateLimitBytesPerSec: config.rateLimitBytesPerSec } : {}),
+      ...(config.dps ? { renewal: { participantOf: dpsParticipantOf(conn.client), allowHttp: config.dps.didWebHttp } } : {}),
     });
     const publicUrl = api.publicUrl ?? publicApi.url;
     provisioners.push(new EdrProvisioner({ publicUrl: () => publicUrl, tokens, sessions }));
   }
+  const dps = config.dps ? createDpsDataPlane(config, config.dps, conn.client, opts.dpsSigningKey ?? (opts.keys ? undefined : dpsSigningKeyFromEnv())) : undefined;
   const worker = await Worker.create({
     connection: conn.native,
     dataConverter: conn.dataConverter,
@@ -137,11 +168,15 @@ export async function startDataPlaneWorker(
       provisioners,
       client: conn.client,
       callbackUrl: (target) => signer.callbackUrl(baseUrl, target),
+      ...(dps ? { dps: dps.callbacks } : {}),
     }),
   });
+  const external = provisioners.filter((p) => p instanceof HttpProvisioner).map((p) => p.match);
+  const dpsApi = dps ? await startDpsDataPlaneApi({ config: { ...config, dps: config.dps! }, client: conn.client, external, ...dps.api }) : undefined;
   const stop = runWorker(worker, async () => {
     await server.close();
     await publicApi?.close();
+    await dpsApi?.close();
     await conn.close();
   });
   // ready when Temporal sees it polling (clients refuse starts for connectors nobody polls for)
@@ -155,6 +190,7 @@ export async function startDataPlaneWorker(
     temporal: describeConnection(conn.temporal),
     callbackUrl: baseUrl,
     ...(publicApi ? { publicUrl: config.publicApi?.publicUrl ?? publicApi.url } : {}),
+    ...(dpsApi ? { dpsUrl: dpsApi.url } : {}),
     readiness: () => workerReadiness(worker, conn.connection),
     shutdown: stop,
   };
@@ -176,10 +212,10 @@ if (isMain(import.meta.url)) {
     kind: 'data-plane',
     schema: DataPlaneConfigSchema,
     help: DATA_PLANE_HELP,
-    start: (config, { log, signal }) => startDataPlaneWorker(config, { keys: dataPlaneKeysFromEnv(config), log, connect: { signal } }),
+    start: (config, { log, signal }) => startDataPlaneWorker(config, { keys: dataPlaneKeysFromEnv(config), dpsSigningKey: dpsSigningKeyFromEnv(), log, connect: { signal } }),
     describe: (dp) => ({
-      message: `data plane ${dp.instanceId} polling ${dp.taskQueue}; provisioner callbacks at ${dp.callbackUrl}${dp.publicUrl ? `; public API at ${dp.publicUrl}` : ''}`,
-      fields: { instanceId: dp.instanceId, taskQueue: dp.taskQueue, temporal: dp.temporal, callbackUrl: dp.callbackUrl, ...(dp.publicUrl ? { publicUrl: dp.publicUrl } : {}) },
+      message: `data plane ${dp.instanceId} polling ${dp.taskQueue}; provisioner callbacks at ${dp.callbackUrl}${dp.publicUrl ? `; public API at ${dp.publicUrl}` : ''}${dp.dpsUrl ? `; DPS at ${dp.dpsUrl}` : ''}`,
+      fields: { instanceId: dp.instanceId, taskQueue: dp.taskQueue, temporal: dp.temporal, callbackUrl: dp.callbackUrl, ...(dp.publicUrl ? { publicUrl: dp.publicUrl } : {}), ...(dp.dpsUrl ? { dpsUrl: dp.dpsUrl } : {}) },
     }),
   });
 }

@@ -10,6 +10,7 @@ import { realPathInside } from '../activities/transfer/confinement.js';
 import { TokenBucket } from '../activities/transfer/FileTransfer.js';
 import { EdrTokenInvalid, type EdrClaims, type EdrTokens, type TokenUse } from '../activities/pull/EdrTokens.js';
 import { refreshUrlOf } from '../activities/provisioners/EdrProvisioner.js';
+import { ClientAuthInvalid, verifyClientAssertion } from '../activities/dps/tokenRenewal.js';
 import type { PullSessions } from '../activities/pull/PullSessions.js';
 import { endpointUrl, type DataAddress } from '../src/DataAddress.js';
 import { pullAccessQuery, type PullAccess } from '../src/DataFlow.js';
@@ -43,6 +44,12 @@ export interface PublicApiOptions {
   fileRoot: string;
   /** Cap each response's bandwidth (bytes/s), as the data plane caps its pushes. */
   rateLimitBytesPerSec?: number;
+  /**
+   * The DPS Token Renewal profile (`grant_type=refresh_token` with a client JWT signed as the
+   * consumer's did:web): the provider participant a flow's grant was issued by, when a DPS control
+   * plane started it. Without it, only ferry's own renewal (the refresh token as bearer) is served.
+   */
+  renewal?: { participantOf(workflowId: string): Promise<string | undefined>; allowHttp: boolean };
 }
 
 class HttpError extends Error {
@@ -77,7 +84,9 @@ export async function startPublicApiServer(opts: PublicApiOptions): Promise<Publ
   const authorize = async (req: IncomingMessage, use: TokenUse = 'access'): Promise<{ source: DataAddress; claims: EdrClaims }> => {
     const header = req.headers.authorization ?? '';
     // EDC's consumers send the EDR token bare; others say "Bearer"
-    const token = header.replace(/^Bearer\s+/i, '').trim();
+    return authorizeToken(header.replace(/^Bearer\s+/i, '').trim(), use);
+  };
+  const authorizeToken = async (token: string, use: TokenUse): Promise<{ source: DataAddress; claims: EdrClaims }> => {
     if (!token) throw unauthorized('missing token');
     let claims;
     try {
@@ -98,12 +107,38 @@ export async function startPublicApiServer(opts: PublicApiOptions): Promise<Publ
     return { source: access.source, claims };
   };
 
+  /** DPS Token Renewal: OAuth 2 refresh_token grant, the client authenticated by a JWT signed as its DID. */
+  const dpsRenewal = async (req: IncomingMessage, form: URLSearchParams): Promise<{ claims: EdrClaims }> => {
+    const oauth = (status: number, error: string, description: string) => new HttpError(status, `${error}: ${description}`);
+    if (!opts.renewal) throw oauth(400, 'unsupported_grant_type', 'this data plane renews tokens with the refresh token as bearer');
+    let claims: EdrClaims;
+    try {
+      ({ claims } = await authorizeToken(form.get('refresh_token') ?? '', 'refresh'));
+    } catch (e) {
+      if (e instanceof HttpError) throw oauth(400, 'invalid_grant', e.message);
+      throw e;
+    }
+    const participant = await opts.renewal.participantOf(claims.workflowId);
+    if (!participant) throw oauth(400, 'invalid_grant', 'this grant is not renewed with client authentication');
+    const assertion = (req.headers.authorization ?? '').replace(/^Bearer\s+/i, '').trim();
+    try {
+      await verifyClientAssertion(assertion, { boundTo: claims.audience, audience: participant, tokenId: claims.tokenId }, { allowHttp: opts.renewal.allowHttp });
+    } catch (e) {
+      if (e instanceof ClientAuthInvalid) throw new HttpError(401, `invalid_client: ${e.message}`, { 'www-authenticate': 'Bearer error="invalid_client"' });
+      throw e;
+    }
+    return { claims };
+  };
+
   const handle = async (req: IncomingMessage, res: ServerResponse): Promise<void> => {
     const path = trimSlash(new URL(req.url ?? '/', 'http://x').pathname) || '/';
     if (path === refreshPath) {
       if (req.method !== 'POST') throw new HttpError(405, 'method not allowed', { allow: 'POST' });
+      // OAuth 2 parameters come in the query or a form body (DPS Token Renewal); ferry's own renewal sends none
+      const form = new URLSearchParams(new URL(req.url ?? '/', 'http://x').search);
+      if (/^application\/x-www-form-urlencoded/i.test(req.headers['content-type'] ?? '')) for (const [k, v] of new URLSearchParams(await readSmallBody(req))) form.set(k, v);
       // a live refresh token buys a new pair under the same token id: a release still revokes both
-      const { claims } = await authorize(req, 'refresh');
+      const { claims } = form.get('grant_type') === 'refresh_token' ? await dpsRenewal(req, form) : await authorize(req, 'refresh');
       const renewed = await opts.tokens.renew(claims);
       res.writeHead(200, { 'content-type': 'application/json', 'cache-control': 'no-store' });
       res.end(
@@ -153,6 +188,18 @@ export async function startPublicApiServer(opts: PublicApiOptions): Promise<Publ
         server.closeAllConnections();
       }),
   };
+}
+
+/** A request body of at most 16 KiB (an OAuth form), as text. */
+async function readSmallBody(req: IncomingMessage): Promise<string> {
+  let size = 0;
+  const chunks: Buffer[] = [];
+  for await (const chunk of req) {
+    size += (chunk as Buffer).length;
+    if (size > 16 * 1024) throw new HttpError(413, 'request body too large');
+    chunks.push(chunk as Buffer);
+  }
+  return Buffer.concat(chunks).toString('utf8');
 }
 
 /** A single `bytes=` range of a body of `size` bytes; undefined to send it whole (none, several, or not bytes). */

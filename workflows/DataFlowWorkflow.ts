@@ -703,7 +703,7 @@ class DataFlow {
     };
     this.waits.call(
       'callback-out',
-      () => acts.notifyControlPlane({ workflowId: this.input.callbackWorkflowId, callback: cb }),
+      () => acts.notifyControlPlane({ workflowId: this.input.callbackWorkflowId, callback: cb, ...(this.input.callback ? { target: this.input.callback } : {}) }),
       next,
       (e) => {
         this.error = `callback to control plane failed: ${message(e)}`;

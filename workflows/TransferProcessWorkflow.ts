@@ -765,8 +765,23 @@ class TransferProcess {
   // ---- messages and data-plane inputs ----
 
   private flow(): DataFlowInput {
-    const { processId, connectorId } = this.input;
-    return { flowId: processId, connectorId, processId, role: this.role, instanceId: this.dataPlane!.id, callbackWorkflowId: this.self };
+    const { processId, connectorId, transferType, agreementId, assetId } = this.input;
+    return {
+      flowId: processId,
+      connectorId,
+      processId,
+      role: this.role,
+      instanceId: this.dataPlane!.id,
+      callbackWorkflowId: this.self,
+      // a DPS data plane is told what the transfer is about; the call cannot ask us back (it runs in our workflow task)
+      transfer: {
+        transferType,
+        agreementId,
+        assetId,
+        counterpartyAddress: this.input.counterpartyAddress,
+        ...(this.input.counterpartyId ? { counterpartyId: this.input.counterpartyId } : {}),
+      },
+    };
   }
 
   private startMessage(): DataFlowStartMessage {

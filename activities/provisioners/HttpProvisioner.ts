@@ -28,6 +28,8 @@ export interface HttpProvisionerOptions {
   url: string;
   side: ProvisionSide;
   endpointTypes: string[];
+  /** Only addresses whose endpoint starts with this (a rule for some datasets: their sources or destinations lie there). */
+  endpointPrefix?: string;
   /** Per request, including reading the answer. */
   timeoutMs?: number;
   /** Extra request headers (credentials for the service); never logged nor put in errors. */
@@ -48,6 +50,7 @@ export class HttpProvisioner implements Provisioner {
   readonly #base: string;
   readonly #side: ProvisionSide;
   readonly #endpointTypes: ReadonlySet<string>;
+  readonly #endpointPrefix: string | undefined;
   readonly #timeoutMs: number;
   readonly #headers: Record<string, string>;
 
@@ -67,12 +70,13 @@ export class HttpProvisioner implements Provisioner {
     this.#base = parsed.toString().replace(/\/+$/, '');
     this.#side = opts.side;
     this.#endpointTypes = new Set(opts.endpointTypes);
+    this.#endpointPrefix = opts.endpointPrefix;
     this.#timeoutMs = timeoutMs;
     this.#headers = { ...opts.headers };
   }
 
   get match(): ProvisionerMatch {
-    return { name: this.name, side: this.#side, endpointTypes: [...this.#endpointTypes] };
+    return { name: this.name, side: this.#side, endpointTypes: [...this.#endpointTypes], ...(this.#endpointPrefix ? { endpointPrefix: this.#endpointPrefix } : {}) };
   }
 
   appliesTo(role: Role, side: ProvisionSide, address: DataAddress): boolean {

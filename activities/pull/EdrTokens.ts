@@ -72,7 +72,8 @@ export class EdrTokens {
 
   #sign(claims: Omit<EdrClaims, 'expiresAt'>, use: TokenUse, now: Date, expiresAt: Date): Promise<string> {
     const { id, key } = this.#keys.primary;
-    return new SignJWT({ flow: claims.flowId, wf: claims.workflowId, use })
+    // a nonce: a renewal within the same second still hands out a token different from the one it replaces
+    return new SignJWT({ flow: claims.flowId, wf: claims.workflowId, use, nonce: randomUUID() })
       .setProtectedHeader({ alg: ALG, typ: 'JWT', kid: id })
       .setIssuer(this.issuer)
       .setAudience(claims.audience)

@@ -2,7 +2,6 @@ import { createHash } from 'node:crypto';
 import { once } from 'node:events';
 import { writeFileSync } from 'node:fs';
 import { createServer, type Server } from 'node:http';
-import type { AddressInfo } from 'node:net';
 import path from 'node:path';
 import { Client } from '@temporalio/client';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -13,6 +12,7 @@ import { ferryDataConverter } from '../../src/codec.js';
 import { Keyring } from '../../src/keys.js';
 import { startProvisioningService, type ProvisioningService } from '../fixtures/provisioningService.js';
 import { freePort, startCluster, type Cluster } from '../support/cluster.js';
+import { listenLoopback, until } from '../support/loopback.js';
 import { children, killAll, spawnWorker } from '../support/processes.js';
 import { makeAsset, sha256File, statesOf } from '../support/transfers.js';
 
@@ -82,12 +82,8 @@ beforeAll(async () => {
     // a push that is cancelled (suspend, terminate) hangs up mid-body
     req.on('close', () => (entry.ended = true));
   });
-  const listen = async (s: Server) => {
-    await new Promise<void>((r) => s.listen(0, '127.0.0.1', r));
-    return `http://127.0.0.1:${(s.address() as AddressInfo).port}`;
-  };
-  streamUrl = `${await listen(stream)}/live`;
-  sinkUrl = `${await listen(sink)}/in`;
+  streamUrl = `${await listenLoopback(stream)}/live`;
+  sinkUrl = `${await listenLoopback(sink)}/in`;
 
   const temporal = (namespace: string) => ({ address: cluster.temporal.address, namespace });
   const write = (name: string, config: unknown) => {
@@ -191,16 +187,6 @@ async function peek(edr: DataAddress): Promise<{ status: number; bytes: number }
   return { status: res.status, bytes: first.value?.length ?? 0 };
 }
 const sha = (b: Buffer) => createHash('sha256').update(b).digest('hex');
-
-async function until<T>(what: string, fn: () => Promise<T | undefined> | T | undefined, timeoutMs = 60_000): Promise<T> {
-  const deadline = Date.now() + timeoutMs;
-  for (;;) {
-    const v = await fn();
-    if (v !== undefined && v !== false) return v;
-    if (Date.now() > deadline) throw new Error(`${what}: not within ${timeoutMs} ms`);
-    await new Promise((r) => setTimeout(r, 100));
-  }
-}
 
 describe('two deployments over DSP: push', () => {
   it('finite File push: suspend from the provider, resume from the consumer, completes, sha256 equal', async () => {
