@@ -112,6 +112,8 @@ interface Call {
   failures: number;
   /** The activity is running (its answer is an event still to come). */
   sent: boolean;
+  /** A callback that overtook the call's own answer: handled right after the answer. */
+  early?: DataPlaneCallback;
 }
 
 /** How the process ends: why, whether the counterparty is told, and whether the release is awaited. */
@@ -455,6 +457,11 @@ class TransferProcess {
     }
     if (this.state !== call.requested) this.enter(call.requested, `data plane is ${response.state}`);
     this.waits.timer('stale', toMs(this.settings.requestedTimeout), `stale timer: ${call.requested}`, () => this.machine.post('timer.stale'));
+    if (call.early) {
+      const cb = call.early;
+      call.early = undefined;
+      this.calledBack(cb);
+    }
   }
 
   private dataPlaneDown(why: string): void {
@@ -477,9 +484,13 @@ class TransferProcess {
   private calledBack(cb: DataPlaneCallback): void {
     const call = this.call;
     if (!call || callbackOp(call.op) !== cb.op) return this.note(`callback of ${cb.op} ignored: waiting for ${call ? callbackOp(call.op) : 'nothing'}`);
-    // the callback settles the call, whatever a re-sent call in flight would answer
-    for (const w of ['dataPlane', 'stale', 'retry', 'probe'] as const) this.waits.stop(w);
-    call.sent = false;
+    // the callback overtook the call's answer (both came in one activation): the answer first, so
+    // the history shows the seed's row (…_REQUESTED, then on) whatever the timing
+    if (call.sent) {
+      call.early = cb;
+      return;
+    }
+    for (const w of ['stale', 'retry', 'probe'] as const) this.waits.stop(w);
     if (cb.ok) {
       if (cb.dataAddress) this.took_address(call.op, cb.dataAddress);
       this.call = undefined;

@@ -238,6 +238,6 @@ describe('DSP messages, fuzzed', () => {
     const status = await cluster.ferry.status('provider', heldPid);
     expect(status.state).toBe('REQUESTED');
     expect(status.history.length).toBe(heldHistory);
-    await expect.poll(async () => (await cluster.client.workflow.count(`WorkflowType = 'transferProcessWorkflow'`)).count, { timeout: 30_000 }).toBe(1);
+    await expect.poll(async () => (await cluster.client.workflow.count(`WorkflowType = 'transferProcess'`)).count, { timeout: 30_000 }).toBe(1);
   });
 });
