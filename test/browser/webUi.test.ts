@@ -54,10 +54,21 @@ async function screenshot(page: Page, name: string): Promise<string> {
   return file;
 }
 
-/** Waits until the page shows `text` (visible); on failure a screenshot says what it showed instead. */
+/**
+ * Waits until the page shows `text` (visible), in the page or in one of its frames (the UI renders
+ * workflow summaries and details as markdown in a sandboxed frame); on failure a screenshot says
+ * what it showed instead.
+ */
 export async function expectPageShows(page: Page, text: string | RegExp, timeoutMs = 30_000): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
   try {
-    await page.getByText(text).first().waitFor({ state: 'visible', timeout: timeoutMs });
+    for (;;) {
+      for (const frame of page.frames()) {
+        if (await frame.getByText(text).first().isVisible().catch(() => false)) return;
+      }
+      if (Date.now() > deadline) throw new Error('not shown');
+      await page.waitForTimeout(250);
+    }
   } catch {
     const file = await screenshot(page, 'failure');
     throw new Error(`the page (${page.url()}) does not show ${String(text)}; screenshot ${file}`);
@@ -177,7 +188,17 @@ describe.skipIf(!hasBrowser)('the Web UI, in Chromium', () => {
     await expectPageShows(page, /Running/i);
     // the input, decoded by the codec server
     await expectPageShows(page, '"agreementId": "agreement-approval"');
+    // the timeline names its timer by what it waits for
+    await expectPageShows(page, 'counterparty timeout (1h)');
     await screenshot(page, 'waiting-provider-transfer');
+    // its summary (set at start) and its current details (what it waits for, and until when)
+    await page.getByRole('tab', { name: 'User Metadata' }).click();
+    // (the UI renders the counterparty's URL in the summary as a link of its own)
+    await expectPageShows(page, 'provider provider →');
+    await expectPageShows(page, /File-PUSH of a$/);
+    await expectPageShows(page, 'agreement-approval');
+    await expectPageShows(page, /REQUESTED — waiting for a start command; ends TERMINATED at \d{4}-\d\d-\d\d \d\d:\d\d:\d\d/);
+    await screenshot(page, 'waiting-provider-summary-and-details');
     await page.close();
   });
 });
