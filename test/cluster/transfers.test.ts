@@ -106,6 +106,12 @@ beforeAll(async () => {
   const consumerCp = cp('consumer');
   const providerCp = cp('provider', {
     assets: Object.fromEntries(Object.entries(assets).map(([id, a]) => [id, { endpointType: 'File', endpoint: a.file }])),
+    // the agreements the consumer transfers under (a request under any other is refused)
+    agreements: {
+      'agreement-small': { assetId: 'small', counterparty: 'consumer' },
+      'agreement-large': { assetId: 'large', counterparty: 'consumer' },
+      'agreement-pull': { assetId: 'small', counterparty: 'consumer' },
+    },
   });
   [workers.consumerCp, workers.providerCp, workers.consumerDp] = await Promise.all([
     startWorker('controlPlaneWorker', ['--config', consumerCp], env),
