@@ -103,8 +103,10 @@ export async function run(ctx: BenchContext): Promise<BenchRow[]> {
       {
         name: 'copyFile',
         async run(i) {
+          await mkdir(path.join(root, 'out', `copyFile-${i}`));
           const result = await copyFile({
             root,
+            flowId: `bench-${i}`,
             source: { endpointType: 'File', endpoint: 'src/data.bin', endpointProperties: [] },
             destination: { endpointType: 'File', endpoint: `out/copyFile-${i}`, endpointProperties: [] },
           });

@@ -101,8 +101,9 @@ describe('INITIAL: consumer prepare / provider start', () => {
 
     expect(await track('c-sync', processId)).toEqual(['INITIAL', 'REQUESTING', 'REQUESTED', 'STARTING', 'STARTED', 'COMPLETING', 'COMPLETED']);
     expect(await track('p-async', providerPid)).toEqual(['INITIAL', 'STARTUP_REQUESTED', 'STARTING', 'STARTED', 'COMPLETING', 'COMPLETED']);
-    // the provider's provisioner rewrote the destination: the bytes are at the rewritten address only
-    const rewritten = path.join(cluster.root, 'plain', `svc-${providerPid}`, 'small.bin');
+    // the provider's provisioner rewrote the destination: the bytes are at the rewritten address only,
+    // in the flow directory the push made there (the service did not mark its directory as a flow's)
+    const rewritten = path.join(cluster.root, 'plain', `svc-${providerPid}`, providerPid, 'small.bin');
     expect(await sha256File(rewritten)).toBe(small.sha256);
     expect(existsSync(path.join(cluster.root, 'plain', 'small.bin'))).toBe(false);
   });
