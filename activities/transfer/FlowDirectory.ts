@@ -1,7 +1,7 @@
 import { constants } from 'node:fs';
 import { link, lstat, mkdir, open, readdir, unlink, type FileHandle } from 'node:fs/promises';
 import path from 'node:path';
-import { mkdirInside, realPathInside } from './confinement.js';
+import { realPathInside } from './confinement.js';
 
 /**
  * The directory a File push delivers into belongs to one flow. Either a provisioner made it
@@ -109,8 +109,8 @@ export async function isFlowDirectory(dir: string): Promise<boolean> {
  * The flow directory of a push, checked or made:
  * - provisioned (`provisioned`): `base` itself, which must exist as a real directory inside the
  *   root with a flow marker (gone means released; no marker means it was not made for a flow);
- * - otherwise `base/<flowId>`, made here with a non-recursive mkdir; an existing one is accepted
- *   only when it is this flow's (an earlier attempt).
+ * - otherwise `base/<flowId>`, made here with a non-recursive mkdir in an existing `base`; an
+ *   existing one is accepted only when it is this flow's (an earlier attempt).
  */
 export async function flowDirectory(root: string, base: string, flowId: string, provisioned: boolean, endpoint: string): Promise<string> {
   const refuse = (why: string) => new DestinationRefused(`destination ${JSON.stringify(endpoint)} ${why}`);
@@ -126,14 +126,15 @@ export async function flowDirectory(root: string, base: string, flowId: string, 
     return base;
   }
   if (!/^[A-Za-z0-9][A-Za-z0-9._-]*$/.test(flowId) || flowId.length > 128) throw refuse(`cannot hold flow ${JSON.stringify(flowId)}`);
-  let parentOk: boolean;
-  try {
-    parentOk = await mkdirInside(root, base);
-  } catch (e) {
-    if (code(e) === 'EEXIST' || code(e) === 'ENOTDIR') throw refuse('is not a directory');
+  // the destination itself must be there: a push makes no directory but its flow's own, so one that
+  // was released (removed) while the push ran is not made again, and nobody names a tree into being
+  const parent = await lstat(base).catch((e: unknown) => {
+    if (code(e) === 'ENOENT' || code(e) === 'ENOTDIR') return undefined;
     throw e;
-  }
-  if (!parentOk) throw refuse('leads outside the root through a symlink');
+  });
+  if (!parent) throw refuse('does not exist');
+  if (!parent.isDirectory() && !parent.isSymbolicLink()) throw refuse('is not a directory');
+  if (!(await realPathInside(root, base))) throw refuse('leads outside the root through a symlink');
   const dir = path.join(base, flowId);
   let fresh = true;
   try {

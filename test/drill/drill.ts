@@ -200,7 +200,7 @@ const SCENARIOS: Scenario[] = [
       await ctx.h.proxies.provider.down();
       const batch = await ctx.h.startBatch(ctx.name, ctx.n, this.kind);
       const inFlight = await reach(ctx, 'consumer', 'transferProcessWorkflow', 'REQUESTING', Math.ceil(ctx.n * 0.5), MIN);
-      await sleep(DSP_BUDGET_MS * 4);
+      await sleep(DSP_BUDGET_MS * 2);
       await ctx.h.proxies.provider.up();
       return { batch, inFlight, liftedAt: Date.now() };
     },
@@ -212,10 +212,11 @@ const SCENARIOS: Scenario[] = [
     boundMs: 10 * MIN,
     async run(ctx) {
       const batch = await ctx.h.startBatch(ctx.name, ctx.n, this.kind);
-      const inFlight = await reach(ctx, 'provider', 'dataFlowWorkflow', 'STARTED', Math.ceil(ctx.n * 0.5));
+      // every start message has arrived: the bytes are moving, the completion messages are to come
+      const inFlight = await reach(ctx, 'consumer', 'transferProcessWorkflow', 'STARTED', Math.ceil(ctx.n * 0.9));
       // the consumer's endpoint goes away while the bytes arrive, for longer than the retry budget
       await ctx.h.proxies.consumer.down();
-      await sleep(Math.max(DSP_BUDGET_MS * 4, 30_000));
+      await sleep(DSP_BUDGET_MS * 3);
       await ctx.h.proxies.consumer.up();
       return { batch, inFlight, liftedAt: Date.now() };
     },
@@ -254,6 +255,19 @@ const SCENARIOS: Scenario[] = [
   },
 ];
 
+function lostReasons(snap: TransferSnapshot): string[] {
+  const c = snap.consumer?.state ?? 'absent';
+  const p = snap.provider?.state;
+  const reasons: string[] = [];
+  const running = [snap.consumer, snap.provider, snap.consumerFlow, snap.providerFlow].some((w) => w?.running);
+  if (running || !FINAL_PROCESS_STATES.includes(c)) reasons.push('stuck');
+  if (c === 'COMPLETED' && !snap.delivery.intact) reasons.push('completed without its bytes');
+  if (snap.delivery.intact && (c === 'TERMINATED' || p === 'TERMINATED')) reasons.push('delivered but TERMINATED');
+  if ((c === 'COMPLETED' && p !== 'COMPLETED') || (p === 'COMPLETED' && c !== 'COMPLETED')) reasons.push(`sides disagree (consumer ${c}, provider ${p ?? 'absent'})`);
+  return reasons;
+}
+const isLost = (snap: TransferSnapshot): boolean => lostReasons(snap).length > 0;
+
 function judge(s: Scenario, snaps: TransferSnapshot[]): { outcome: string; lost: number; duplicated: number; pass: boolean; notes: string[] } {
   const counts = new Map<string, number>();
   const notes = new Map<string, number>();
@@ -262,14 +276,8 @@ function judge(s: Scenario, snaps: TransferSnapshot[]): { outcome: string; lost:
   let duplicated = 0;
   for (const snap of snaps) {
     const c = snap.consumer?.state ?? 'absent';
-    const p = snap.provider?.state;
     counts.set(c, (counts.get(c) ?? 0) + 1);
-    const reasons: string[] = [];
-    const running = [snap.consumer, snap.provider, snap.consumerFlow, snap.providerFlow].some((w) => w?.running);
-    if (running || !FINAL_PROCESS_STATES.includes(c)) reasons.push('stuck');
-    if (c === 'COMPLETED' && !snap.delivery.intact) reasons.push('completed without its bytes');
-    if (snap.delivery.intact && (c === 'TERMINATED' || p === 'TERMINATED')) reasons.push('delivered but TERMINATED');
-    if ((c === 'COMPLETED' && p !== 'COMPLETED') || (p === 'COMPLETED' && c !== 'COMPLETED')) reasons.push(`sides disagree (consumer ${c}, provider ${p ?? 'absent'})`);
+    const reasons = lostReasons(snap);
     if (reasons.length) {
       lost++;
       reasons.forEach(note);
@@ -312,6 +320,11 @@ async function runScenario(h: Harness, s: Scenario, n: number): Promise<Row> {
     await sleep(allFinal ? 5_000 : 2_000);
   }
   const verdict = judge(s, snaps);
+  // what the lost ones say about themselves
+  const lostOnes = snaps.filter((x) => isLost(x));
+  const reasons = new Map<string, number>();
+  for (const r of await pool(lostOnes.slice(0, 50), 10, (x) => h.reasons(x.transfer))) reasons.set(r, (reasons.get(r) ?? 0) + 1);
+  for (const [r, k] of reasons) verdict.notes.push(`${k}× ${r}`);
   const row: Row = { drill: s.name, inFlight, outcome: verdict.outcome, lost: verdict.lost, duplicated: verdict.duplicated, recoverySec: endedAt === null ? null : Math.round((endedAt - liftedAt) / 1000), pass: verdict.pass, notes: verdict.notes };
   h.log(`  ${row.pass ? 'ok' : 'FAILED'}: ${row.outcome}; lost ${row.lost}, duplicated ${row.duplicated}; recovery ${row.recoverySec ?? '—'} s${row.notes.length ? `; ${row.notes.join('; ')}` : ''}`);
   return row;

@@ -30,15 +30,15 @@ export const MiB = 1024 * KiB;
 
 /** The timers and budgets of the drill's connectors: short enough for a drill, the rest default. */
 export const DRILL_TRANSFER_SETTINGS = {
-  requestedTimeout: '30s',
+  requestedTimeout: '3m',
   staleRetries: 2,
   callbackRetries: 2,
-  activityMaxAttempts: 5,
+  activityMaxAttempts: 10,
   retryInitialInterval: '1s',
   retryMaximumInterval: '4s',
 };
-/** About how long a counterparty may be away before the messages to it give up (1 + 2 + 4 + 4 s of backoff, plus the calls). */
-export const DSP_BUDGET_MS = 11_000;
+/** About how long a counterparty may be away before the messages to it give up (1 + 2 + 4 s, then 4 s per attempt, plus the calls). */
+export const DSP_BUDGET_MS = 31_000;
 export const DRILL_DATAFLOW_SETTINGS = { provisionTimeout: '45s', deprovisionTimeout: '45s' };
 /** Each push is capped so a slow asset is still moving when the drill strikes. */
 export const PUSH_RATE = 256 * KiB;
@@ -167,7 +167,7 @@ export class Harness {
     this.consumer = new FerryClient(this.consumerClient);
 
     const small = randomBytes(256 * KiB);
-    const slow = randomBytes(4 * MiB);
+    const slow = randomBytes(8 * MiB);
     const http = randomBytes(1 * MiB);
     mkdirSync(path.join(this.files, 'assets'), { recursive: true });
     writeFileSync(path.join(this.files, 'assets', 'small.bin'), small);
@@ -338,6 +338,20 @@ export class Harness {
       if ((e as Error).name === 'WorkflowNotFoundError') return undefined;
       throw e;
     }
+  }
+
+  /** Why a transfer's processes ended as they did (their results), ids shortened so reasons group. */
+  async reasons(t: Transfer): Promise<string> {
+    const why = async (client: Client, id: string) => {
+      try {
+        const r = (await Promise.race([client.workflow.getHandle(id).result(), sleep(5_000).then(() => undefined)])) as { state?: string; reason?: string } | undefined;
+        return r ? `${r.state}: ${r.reason ?? ''}` : 'running';
+      } catch (e) {
+        return (e as Error).name === 'WorkflowNotFoundError' ? 'absent' : `error: ${(e as Error).message}`;
+      }
+    };
+    const [c, p] = await Promise.all([why(this.consumerClient, transferProcessWorkflowId('consumer', t.pid)), why(this.providerClient, transferProcessWorkflowId('provider', t.ppid))]);
+    return `consumer ${c} / provider ${p}`.replace(/[0-9a-f]{8}(-?[0-9a-f]{4,})+/g, '…').replace(/\b\d+( \d+)*\b/g, 'N').slice(0, 300);
   }
 
   /** The four workflows of each transfer, once: states and whether any still runs. */

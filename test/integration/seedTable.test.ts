@@ -1,4 +1,4 @@
-import { existsSync } from 'node:fs';
+import { existsSync, mkdirSync } from 'node:fs';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { inClusterAddress } from '../../src/ids.js';
@@ -34,6 +34,8 @@ beforeAll(async () => {
     ['c-async', 'c-sync'].flatMap((consumer) => ['small', 'big'].map((assetId) => [`agreement-${consumer}-${assetId}`, { assetId, counterparty: consumer }])),
   );
   const fileRoot = cluster.root;
+  // without a destination provisioner the directory a consumer names must exist (a push makes only its flow's own in it)
+  for (const dir of ['commands', 'twice']) mkdirSync(path.join(fileRoot, dir));
   await Promise.all([
     cluster.controlPlane({ connectorId: 'c-async', dataPlanes: [{ id: 'c-async-dp', transferTypes: ['File-PUSH'] }] }),
     cluster.controlPlane({ connectorId: 'c-sync', dataPlanes: [{ id: 'c-sync-dp', transferTypes: ['File-PUSH'] }] }),

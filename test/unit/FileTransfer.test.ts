@@ -17,6 +17,7 @@ beforeEach(async () => {
   base = await mkdtemp(path.join(tmpdir(), 'ferry-copy-'));
   root = path.join(base, 'root');
   await mkdir(path.join(root, 'src'), { recursive: true });
+  await mkdir(path.join(root, 'out'));
   content = randomBytes(9 * MiB + 12345);
   digest = createHash('sha256').update(content).digest('hex');
   await writeFile(path.join(root, 'src', 'data.bin'), content);
@@ -68,6 +69,11 @@ describe('copyFile', () => {
     expect(await exists(path.join(root, 'inbox', 'flow-c'))).toBe(false);
   });
 
+  it('makes no directory but the flow\'s own: a destination that does not exist (released meanwhile) is refused', async () => {
+    await expect(copy({ destination: addr('inbox/new') })).rejects.toThrow(new TransferRejected('destination "inbox/new" does not exist'));
+    expect(await exists(path.join(root, 'inbox'))).toBe(false);
+  });
+
   it('uses the destination fileName and copies empty files', async () => {
     const r = await copy({ destination: addr(path.join(root, 'out'), { fileName: 'renamed.bin' }) });
     expect(r.file).toBe(path.join(root, 'out', 'flow-1', 'renamed.bin'));
@@ -78,7 +84,7 @@ describe('copyFile', () => {
 
   it('resumes the previous attempt\'s part from the longest prefix that matches the source', async () => {
     const dir = path.join(root, 'out', 'flow-1');
-    await mkdir(dir, { recursive: true });
+    await mkdir(dir);
     await writeFile(path.join(dir, '.ferry-flow'), JSON.stringify({ flowId: 'flow-1' }));
     const offset = 5 * MiB + 17;
     // more than the offset, with garbage past it: the copy must cut it off
@@ -94,7 +100,7 @@ describe('copyFile', () => {
 
   it('without a hint (a run after a suspension) takes the largest part; a damaged or foreign one keeps only what matches', async () => {
     const dir = path.join(root, 'out', 'flow-1');
-    await mkdir(dir, { recursive: true });
+    await mkdir(dir);
     await writeFile(path.join(dir, '.ferry-flow'), JSON.stringify({ flowId: 'flow-1' }));
     const damaged = Buffer.from(content.subarray(0, 3 * MiB));
     damaged[12345] = damaged[12345]! ^ 0xff;
@@ -154,6 +160,7 @@ describe('copyFile', () => {
       [addr('link/secret'), addr('out')],
       [source(), addr('link')],
       [source(), addr('link/new/dir')],
+      [source(), addr('src/data.bin')],
       [source(), addr('link', { createDirectory: 'false' })],
       [addr('src/missing'), addr('out')],
       [addr('src'), addr('out')],

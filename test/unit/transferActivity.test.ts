@@ -26,6 +26,8 @@ const root = mkdtempSync(path.join(os.tmpdir(), 'ferry-transfer-'));
 const data = randomBytes(3 * MiB + 333);
 const dataSha = createHash('sha256').update(data).digest('hex');
 mkdirSync(path.join(root, 'src'));
+mkdirSync(path.join(root, 'out'));
+mkdirSync(path.join(root, 'out-budget'));
 writeFileSync(path.join(root, 'src', 'data.bin'), data);
 const servers: Server[] = [];
 
