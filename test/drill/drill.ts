@@ -152,10 +152,17 @@ const SCENARIOS: Scenario[] = [
         service.modes.deprovision = 'sync';
         service.release();
         if (state === 'SUSPENSION_REQUESTED') {
-          // suspended ones are resumed and run to the end
-          await ctx.h.until('suspended transfers to settle', 5 * MIN, async () => (await ctx.h.count('consumer', 'transferProcessWorkflow', 'SUSPENSION_REQUESTED', ctx.since)) === 0);
-          const states = await ctx.h.consumerStates(ctx.name);
-          await pool(batch.filter((t) => states.get(t.pid) === 'SUSPENDED'), 20, (t) => ctx.h.consumer.resume('consumer', t.pid).catch(() => undefined));
+          // the operator resumes every suspended one, until none is suspended or on its way there
+          const resumed = new Set<string>();
+          await ctx.h.until('suspended transfers resumed', 5 * MIN, async () => {
+            const states = await ctx.h.consumerStates(ctx.name);
+            const due = batch.filter((t) => states.get(t.pid) === 'SUSPENDED' && !resumed.has(t.pid));
+            await pool(due, 20, async (t) => {
+              await ctx.h.consumer.resume('consumer', t.pid);
+              resumed.add(t.pid);
+            }).catch(() => undefined);
+            return batch.every((t) => resumed.has(t.pid) || !['SUSPENSION_REQUESTED', 'SUSPENDING', 'SUSPENDED'].includes(states.get(t.pid) ?? ''));
+          });
         }
         return { batch, inFlight, liftedAt };
       },
