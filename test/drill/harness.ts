@@ -36,9 +36,12 @@ export const DRILL_TRANSFER_SETTINGS = {
   activityMaxAttempts: 10,
   retryInitialInterval: '1s',
   retryMaximumInterval: '4s',
+  counterpartyRetryBudget: '30s',
+  watchdogInterval: '30s',
+  lostAfter: '2m',
 };
-/** About how long a counterparty may be away before the messages to it give up (1 + 2 + 4 s, then 4 s per attempt, plus the calls). */
-export const DSP_BUDGET_MS = 31_000;
+/** How long a counterparty may be away before the messages to it give up (`counterpartyRetryBudget`). */
+export const DSP_BUDGET_MS = 30_000;
 export const DRILL_DATAFLOW_SETTINGS = { provisionTimeout: '45s', deprovisionTimeout: '45s' };
 /** Each push is capped so a slow asset is still moving when the drill strikes. */
 export const PUSH_RATE = 256 * KiB;
