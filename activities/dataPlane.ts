@@ -47,6 +47,12 @@ export interface TransferRequest {
    * details of this run's own earlier attempts take precedence.
    */
   resumeFrom?: TransferProgress;
+  /**
+   * Optional: this run continues an earlier run of the flow (a resume after a suspension): an
+   * HttpData sink is asked what it holds before anything is sent. (A File push always looks for the
+   * earlier run's part.)
+   */
+  continues?: boolean;
 }
 
 export interface TransferResult {
@@ -193,7 +199,7 @@ export function createDataPlaneActivities(deps: DataPlaneDeps) {
             ...common,
             destinationPolicy,
             sourcePolicy: network,
-            probeResume: info.attempt > 1 || (attempt.previous?.offset ?? 0) > 0,
+            probeResume: info.attempt > 1 || (attempt.previous?.offset ?? 0) > 0 || req.continues === true,
             onProgress: (p) => attempt.update(p),
           });
           return { bytes: r.bytes, sha256: r.sha256, resumedFrom: r.resumedFrom };

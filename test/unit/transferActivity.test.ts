@@ -231,6 +231,9 @@ describe('transfer activity: HttpData resume', () => {
     // delivered but the completion lost: the next retry sends nothing
     const again = await run(req, { attempt: 3 }).result;
     expect(again).toMatchObject({ bytes: data.length, sha256: dataSha, resumedFrom: data.length });
+    // nor does a later run of the flow (after a suspension) that says it continues one
+    const later = await run({ ...req, continues: true }).result;
+    expect(later).toMatchObject({ bytes: data.length, sha256: dataSha, resumedFrom: data.length });
     expect(sink.requests.filter((q) => q.method !== 'HEAD')).toHaveLength(2);
   });
 
