@@ -21,7 +21,8 @@ import { DSP_BUDGET_MS, FINAL_PROCESS_STATES, Harness, pool, sleep, type Transfe
  *   any of its four workflows still running when the drill's bound is over;
  * - duplicated: a transfer delivered more than once (two delivered files, or two complete HTTP bodies);
  * - recovery time: from the fault's end (worker restarted, server back, endpoint up) to every
- *   workflow of the batch ended (for drills whose fault is never lifted: from the strike).
+ *   workflow of the batch ended (for drills whose transfers must end while the fault lasts, a
+ *   provisioner that never calls back or an endpoint down past the budget: from the strike).
  *
  * Options: --transfers N (200), --only a,b (drill names), --keep (keep the temp dir), --json FILE.
  * Exit code 1 when any drill lost or duplicated a transfer or ended one in an unexpected state.
@@ -207,9 +208,11 @@ const SCENARIOS: Scenario[] = [
       await ctx.h.proxies.provider.down();
       const batch = await ctx.h.startBatch(ctx.name, ctx.n, this.kind);
       const inFlight = await reach(ctx, 'consumer', 'transferProcessWorkflow', 'REQUESTING', Math.ceil(ctx.n * 0.5), MIN);
+      const struckAt = Date.now();
       await sleep(DSP_BUDGET_MS * 2);
       await ctx.h.proxies.provider.up();
-      return { batch, inFlight, liftedAt: Date.now() };
+      // the transfers end while the endpoint is still down: recovery runs from the strike
+      return { batch, inFlight, liftedAt: struckAt };
     },
   },
   {
