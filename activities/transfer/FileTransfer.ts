@@ -1,4 +1,4 @@
-import { createHash, randomBytes, type Hash } from 'node:crypto';
+import { randomBytes } from 'node:crypto';
 import { constants } from 'node:fs';
 import { link, lstat, open, readdir, unlink, type FileHandle } from 'node:fs/promises';
 import path from 'node:path';
@@ -17,6 +17,7 @@ import {
   syncDirectory,
   writeExclusive,
 } from './FlowDirectory.js';
+import { sha256Worker, type Sha256 } from './Sha256Worker.js';
 import { TokenBucket } from './TokenBucket.js';
 
 export { AttemptSuperseded, TransferAborted, TransferRejected } from './errors.js';
@@ -89,6 +90,8 @@ export class SourceChanged extends Error {
 }
 
 const CHUNK_BYTES = 4 * 1024 * 1024;
+/** How much written data may wait before a background fdatasync starts. */
+const WRITE_BACK_BYTES = 64 * 1024 * 1024;
 const LEASE_CHECK_MS = 250;
 const TAG = /^[A-Za-z0-9_-]{1,64}$/;
 
@@ -133,6 +136,7 @@ export async function copyFile(opts: CopyFileOptions): Promise<CopyFileResult> {
 
   const src = await openSource(sourcePath, source.endpoint);
   let out: FileHandle | undefined;
+  let hash: Sha256 | undefined;
   let aborted = false;
   try {
     const before = await src.stat();
@@ -143,17 +147,16 @@ export async function copyFile(opts: CopyFileOptions): Promise<CopyFileResult> {
     await revokeParts(dir, name, previous);
 
     let start = 0;
-    let hash: Hash | undefined;
+    hash = sha256Worker();
     if (previous && (await renameNoReplace(previous, mine))) {
       out = await openOwnPart(mine);
       if (out) {
         report(0, 'verifying-resume');
-        ({ offset: start, hash } = await matchingPrefix(out, src, before.size, signal, (n) => report(n, 'verifying-resume')));
+        start = await matchingPrefix(out, src, before.size, hash, signal, (n) => report(n, 'verifying-resume'));
         await out.truncate(start);
       }
     }
     out ??= await createPart(mine);
-    hash ??= createHash('sha256');
     const lease = new Lease(mine, await out.stat());
     report(start, 'copying');
 
@@ -167,7 +170,8 @@ export async function copyFile(opts: CopyFileOptions): Promise<CopyFileResult> {
     // the file must be on disk before its name says it is complete
     await abortable(out.sync(), signal, () => end);
     await lease.check(true);
-    const sha256 = hash.digest('hex');
+    const sha256 = await hash.digest();
+    hash = undefined;
     const { dev, ino } = lease.identity;
     const record = { flowId, file: name, bytes: end, sha256, tag, dev, ino };
     if (!(await writeExclusive(path.join(dir, DONE_RECORD), `${JSON.stringify(record)}\n`))) {
@@ -196,6 +200,7 @@ export async function copyFile(opts: CopyFileOptions): Promise<CopyFileResult> {
     aborted = e instanceof TransferAborted;
     throw e;
   } finally {
+    hash?.dispose();
     // an aborted read or write may still be running: closing would wait for it, so let it go
     const closing = Promise.all([out?.close(), src.close()]).catch(() => undefined);
     if (!aborted) await closing;
@@ -328,13 +333,13 @@ class Lease {
 
 /**
  * Copies from `from` to the end of the source: two buffers, so the next read, this chunk's write
- * and its hash run at once (reads and writes on libuv's threads, the hash here).
+ * and its hash run at once (reads and writes on libuv's threads, the hash on a hash thread).
  */
 async function pump(p: {
   src: FileHandle;
   out: FileHandle;
   from: number;
-  hash: Hash;
+  hash: Sha256;
   limiter: TokenBucket | undefined;
   signal: AbortSignal | undefined;
   lease: Lease;
@@ -346,12 +351,21 @@ async function pump(p: {
   let pos = p.from;
   const at = () => pos;
   let n = (await abortable(p.src.read(a, 0, chunk, pos), p.signal, at)).bytesRead;
+  // write back as we go (one fdatasync at a time, not waited for), so the disk works while the
+  // copy hashes and the fsync at the end has little left to do
+  let syncing: Promise<void> | undefined;
+  let syncedTo = pos;
   while (n > 0) {
+    if (!syncing && pos - syncedTo >= WRITE_BACK_BYTES) {
+      syncedTo = pos;
+      syncing = p.out.datasync().finally(() => (syncing = undefined));
+      syncing.catch(() => undefined); // the final fsync reports what went wrong
+    }
     const current = a.subarray(0, n);
     const next = p.src.read(b, 0, chunk, pos + n);
     const written = writeFully(p.out, current, pos);
-    p.hash.update(current);
-    const [read] = await abortable(Promise.all([next, written]), p.signal, at);
+    const hashed = p.hash.update(current);
+    const [read] = await abortable(Promise.all([next, written, hashed]), p.signal, at);
     pos += n;
     p.onBytes(pos);
     await p.lease.check();
@@ -359,23 +373,24 @@ async function pump(p: {
     n = read.bytesRead;
     [a, b] = [b, a];
   }
+  await syncing?.catch(() => undefined);
   return pos;
 }
 
 /**
  * The longest prefix of a kept part that matches the source byte for byte (up to the source's
- * size), and the hash state of it. A changed source or a part damaged by a crash keeps
+ * size), hashed into `hash`. A changed source or a part damaged by a crash keeps
  * only what still matches: the copy never splices two versions.
  */
 async function matchingPrefix(
   part: FileHandle,
   src: FileHandle,
   sourceSize: number,
+  hash: Sha256,
   signal: AbortSignal | undefined,
   onVerified: (bytes: number) => void,
-): Promise<{ offset: number; hash: Hash }> {
+): Promise<number> {
   const limit = Math.min((await part.stat()).size, sourceSize);
-  const hash = createHash('sha256');
   const a = Buffer.allocUnsafeSlow(CHUNK_BYTES);
   const b = Buffer.allocUnsafeSlow(CHUNK_BYTES);
   let pos = 0;
@@ -383,12 +398,12 @@ async function matchingPrefix(
     const want = Math.min(CHUNK_BYTES, limit - pos);
     const [fromPart, fromSource] = await abortable(Promise.all([readFully(part, a, want, pos), readFully(src, b, want, pos)]), signal, () => pos);
     const same = commonPrefix(a.subarray(0, fromPart), b.subarray(0, fromSource));
-    hash.update(a.subarray(0, same));
+    await hash.update(a.subarray(0, same));
     pos += same;
     onVerified(pos);
     if (same !== want) break;
   }
-  return { offset: pos, hash };
+  return pos;
 }
 
 /** Length of the common prefix of two buffers (a binary search of native compares). */

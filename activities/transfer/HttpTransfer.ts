@@ -1,4 +1,3 @@
-import { createHash, type Hash } from 'node:crypto';
 import { open, type FileHandle } from 'node:fs/promises';
 import { endpointUrl, property, type DataAddress } from '../../src/DataAddress.js';
 import { FileAddressError, resolveInRoot } from '../../src/FileAddress.js';
@@ -6,6 +5,7 @@ import { UrlPolicyError, type HttpPolicy } from '../../src/urlPolicy.js';
 import { policyFetch } from '../net/policyFetch.js';
 import { realPathInside } from './confinement.js';
 import { abortable, TransferAborted, TransferRejected } from './errors.js';
+import { sha256Worker, type Sha256 } from './Sha256Worker.js';
 import { TokenBucket } from './TokenBucket.js';
 
 /**
@@ -91,6 +91,7 @@ export async function pushHttp(opts: PushHttpOptions): Promise<PushHttpResult> {
   if (signal?.aborted) throw new TransferAborted(0, signal.reason);
   const flowHeaders = { ...headersOf(destination), [FLOW_ID_HEADER]: opts.flowId };
   const source = await openSource(opts.root, opts.source, signal, opts.sourcePolicy);
+  const hash = sha256Worker();
   let sent = 0;
   try {
     let skip = 0;
@@ -98,19 +99,20 @@ export async function pushHttp(opts: PushHttpOptions): Promise<PushHttpResult> {
       opts.onProgress?.({ offset: 0, phase: 'probing' });
       skip = await sinkOffset(endpointUrl(destination), flowHeaders, source.length, signal, opts.destinationPolicy);
     }
-    const hash = createHash('sha256');
     const limiter = opts.rateLimitBytesPerSec ? new TokenBucket(opts.rateLimitBytesPerSec) : undefined;
     let read = 0;
     const at = () => skip + sent;
     if (skip > 0 && skip === source.length) {
       // the sink holds it all: a delivery whose completion was lost; hash it, send nothing
-      for (let chunk = await source.next(); chunk; chunk = await source.next()) hash.update(chunk);
-      return finish(opts, hash, source.length, skip);
+      for (let chunk = await source.next(); chunk; chunk = await source.next()) await hash.update(chunk);
+      return await finish(opts, hash, source.length, skip);
     }
     // pulled only as the connection takes bytes (highWaterMark 0): when it asks for more, what it
     // was given before has gone out (fetch may take a first chunk before it even connects); the
     // next chunk is read ahead meanwhile
     let ahead: Promise<Uint8Array | undefined> | undefined;
+    // hashing runs beside the sending; at most two chunks are being hashed at a time
+    const hashing: Promise<void>[] = [];
     const body = new ReadableStream<Uint8Array>(
       {
         async pull(controller) {
@@ -120,7 +122,10 @@ export async function pushHttp(opts: PushHttpOptions): Promise<PushHttpResult> {
             ahead = chunk ? source.next() : undefined;
             ahead?.catch(() => undefined);
             if (!chunk) return controller.close();
-            hash.update(chunk);
+            const hashed = hash.update(chunk);
+            hashed.catch(() => undefined); // awaited below; a push that fails first must not leave it unhandled
+            hashing.push(hashed);
+            if (hashing.length > 2) await hashing.shift();
             const from = read;
             read += chunk.length;
             if (read <= skip) continue; // held by the sink already
@@ -151,15 +156,18 @@ export async function pushHttp(opts: PushHttpOptions): Promise<PushHttpResult> {
     }
     if (!res.ok) throw httpFailure('destination', destination.endpoint, res.status, skip > 0);
     if (source.length !== undefined && read !== source.length) throw new Error(`source ended after ${read} of ${source.length} bytes`);
-    return finish(opts, hash, read, skip);
+    await Promise.all(hashing);
+    return await finish(opts, hash, read, skip);
   } finally {
+    hash.dispose();
     await source.close();
   }
 }
 
-function finish(opts: PushHttpOptions, hash: Hash, bytes: number, resumedFrom: number): PushHttpResult {
+async function finish(opts: PushHttpOptions, hash: Sha256, bytes: number, resumedFrom: number): Promise<PushHttpResult> {
+  const sha256 = await hash.digest();
   opts.onProgress?.({ offset: bytes, phase: 'done' });
-  return { bytes, sha256: hash.digest('hex'), resumedFrom };
+  return { bytes, sha256, resumedFrom };
 }
 
 /** How many bytes of this flow the sink holds, when it says (HEAD → `Upload-Offset`); 0 otherwise. */
