@@ -40,8 +40,6 @@ interface Scenario {
   kind: TransferKind;
   /** Consumer final states this drill expects. */
   expect: string[];
-  /** How long after the fault is lifted every transfer must have ended. */
-  boundMs: number;
   /**
    * Starts the batch, strikes, lifts. Returns the transfers, how many were in the aimed-at state
    * when it struck, and when the fault was lifted.
@@ -61,6 +59,8 @@ interface Row {
 }
 
 const MIN = 60_000;
+/** How long after the fault is lifted every transfer of a drill must have ended. */
+const BOUND_MS = 10 * MIN;
 
 /** Waits until at least `atLeast` of the batch's workflows of `type` on `side` are in `state` (or the timeout), returns the count. */
 async function reach(ctx: Context, side: 'consumer' | 'provider', type: 'transferProcessWorkflow' | 'dataFlowWorkflow', state: string, atLeast: number, timeoutMs = 5 * MIN): Promise<number> {
@@ -80,12 +80,26 @@ const restartAfterKill = async (ctx: Context, worker: Parameters<Harness['kill']
   return Date.now();
 };
 
+/**
+ * The provider's DSP endpoint is down while the consumers send their requests, for `ms`. Within the
+ * budget the transfers go on once it is back; past it they end while it is still down, so recovery
+ * runs from the strike then.
+ */
+async function providerOutage(ctx: Context, kind: TransferKind, ms: number) {
+  await ctx.h.proxies.provider.down();
+  const batch = await ctx.h.startBatch(ctx.name, ctx.n, kind);
+  const inFlight = await reach(ctx, 'consumer', 'transferProcessWorkflow', 'REQUESTING', Math.ceil(ctx.n * 0.5), MIN);
+  const struckAt = Date.now();
+  await sleep(ms);
+  await ctx.h.proxies.provider.up();
+  return { batch, inFlight, liftedAt: ms > DSP_BUDGET_MS ? struckAt : Date.now() };
+}
+
 const SCENARIOS: Scenario[] = [
   {
     name: 'dp-kill-provisioning',
     kind: 'file-small',
     expect: ['COMPLETED'],
-    boundMs: 10 * MIN,
     async run(ctx) {
       const { consumer } = ctx.h.services;
       consumer.modes.provision = 'slow'; // provision calls stay in flight for a while
@@ -102,7 +116,6 @@ const SCENARIOS: Scenario[] = [
     name: 'dp-kill-transfer',
     kind: 'file-slow',
     expect: ['COMPLETED'],
-    boundMs: 10 * MIN,
     async run(ctx) {
       const batch = await ctx.h.startBatch(ctx.name, ctx.n, this.kind);
       const inFlight = await reach(ctx, 'provider', 'dataFlowWorkflow', 'STARTED', Math.ceil(ctx.n * 0.5));
@@ -114,7 +127,6 @@ const SCENARIOS: Scenario[] = [
     name: 'dp-kill-deprovisioning',
     kind: 'file-small',
     expect: ['COMPLETED'],
-    boundMs: 10 * MIN,
     async run(ctx) {
       const { consumer } = ctx.h.services;
       consumer.modes.deprovision = 'held';
@@ -131,8 +143,7 @@ const SCENARIOS: Scenario[] = [
       name: `cp-kill-${state}`,
       kind: state === 'STARTUP_REQUESTED' ? 'http' : state === 'PREPARATION_REQUESTED' ? 'file-small' : 'file-slow',
       expect: state === 'TERMINATION_REQUESTED' ? ['TERMINATED', 'COMPLETED'] : ['COMPLETED'],
-      boundMs: 10 * MIN,
-      async run(ctx) {
+        async run(ctx) {
         const { consumer, provider } = ctx.h.services;
         const side = state === 'STARTUP_REQUESTED' ? 'provider' : 'consumer';
         const worker = side === 'provider' ? 'providerCp' : 'consumerCp';
@@ -173,7 +184,6 @@ const SCENARIOS: Scenario[] = [
     name: 'temporal-restart',
     kind: 'file-slow',
     expect: ['COMPLETED'],
-    boundMs: 10 * MIN,
     async run(ctx) {
       const batch = await ctx.h.startBatch(ctx.name, ctx.n, this.kind);
       const inFlight = await reach(ctx, 'provider', 'dataFlowWorkflow', 'STARTED', Math.ceil(ctx.n * 0.5));
@@ -189,37 +199,18 @@ const SCENARIOS: Scenario[] = [
     name: 'dsp-down-within-budget',
     kind: 'file-small',
     expect: ['COMPLETED'],
-    boundMs: 10 * MIN,
-    async run(ctx) {
-      await ctx.h.proxies.provider.down();
-      const batch = await ctx.h.startBatch(ctx.name, ctx.n, this.kind);
-      const inFlight = await reach(ctx, 'consumer', 'transferProcessWorkflow', 'REQUESTING', Math.ceil(ctx.n * 0.5), MIN);
-      await sleep(Math.max(0, DSP_BUDGET_MS / 3));
-      await ctx.h.proxies.provider.up();
-      return { batch, inFlight, liftedAt: Date.now() };
-    },
+    run: (ctx) => providerOutage(ctx, 'file-small', DSP_BUDGET_MS / 3),
   },
   {
     name: 'dsp-down-past-budget',
     kind: 'file-small',
     expect: ['TERMINATED'],
-    boundMs: 10 * MIN,
-    async run(ctx) {
-      await ctx.h.proxies.provider.down();
-      const batch = await ctx.h.startBatch(ctx.name, ctx.n, this.kind);
-      const inFlight = await reach(ctx, 'consumer', 'transferProcessWorkflow', 'REQUESTING', Math.ceil(ctx.n * 0.5), MIN);
-      const struckAt = Date.now();
-      await sleep(DSP_BUDGET_MS * 2);
-      await ctx.h.proxies.provider.up();
-      // the transfers end while the endpoint is still down: recovery runs from the strike
-      return { batch, inFlight, liftedAt: struckAt };
-    },
+    run: (ctx) => providerOutage(ctx, 'file-small', DSP_BUDGET_MS * 2),
   },
   {
     name: 'dsp-down-at-completion',
     kind: 'file-slow',
     expect: ['COMPLETED'],
-    boundMs: 10 * MIN,
     async run(ctx) {
       const batch = await ctx.h.startBatch(ctx.name, ctx.n, this.kind);
       // every start message has arrived: the bytes are moving, the completion messages are to come
@@ -235,7 +226,6 @@ const SCENARIOS: Scenario[] = [
     name: 'provisioner-never-calls-back',
     kind: 'file-small',
     expect: ['TERMINATED'],
-    boundMs: 10 * MIN,
     async run(ctx) {
       ctx.h.services.consumer.modes.provision = 'never';
       const batch = await ctx.h.startBatch(ctx.name, ctx.n, this.kind);
@@ -251,7 +241,6 @@ const SCENARIOS: Scenario[] = [
     name: 'provisioner-calls-back-twice',
     kind: 'file-small',
     expect: ['COMPLETED'],
-    boundMs: 10 * MIN,
     async run(ctx) {
       const { consumer } = ctx.h.services;
       consumer.modes = { provision: 'twice', deprovision: 'twice' };
@@ -311,8 +300,8 @@ async function runScenario(h: Harness, s: Scenario, n: number): Promise<Row> {
   await h.proxies.provider.up().catch(() => undefined);
   const ctx: Context = { h, name: s.name, n, since: new Date(Date.now() - 1_000) };
   const { batch, inFlight, liftedAt } = await s.run(ctx);
-  h.log(`  struck with ${inFlight} in flight; waiting for every transfer to end (bound ${s.boundMs / 1000} s)`);
-  const deadline = liftedAt + s.boundMs;
+  h.log(`  struck with ${inFlight} in flight; waiting for every transfer to end (bound ${BOUND_MS / 1000} s)`);
+  const deadline = liftedAt + BOUND_MS;
   let snaps: TransferSnapshot[] = [];
   let endedAt: number | null = null;
   for (;;) {

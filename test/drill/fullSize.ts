@@ -1,11 +1,10 @@
-import { createHash, randomFillSync } from 'node:crypto';
-import { createReadStream } from 'node:fs';
-import { mkdir, open, rm } from 'node:fs/promises';
+import { mkdir, rm } from 'node:fs/promises';
 import path from 'node:path';
 import { parseArgs } from 'node:util';
+import { writeRandom } from '../../bench/datapath.js';
 import { dataFlowWorkflowId, inClusterAddress } from '../../src/ids.js';
 import { startCluster } from '../support/cluster.js';
-import { providerPidOf } from '../support/transfers.js';
+import { providerPidOf, sha256File } from '../support/transfers.js';
 
 /**
  * `npm run drill:full-size`: the two transfers issue 9 says must complete with default settings,
@@ -20,30 +19,6 @@ import { providerPidOf } from '../support/transfers.js';
  */
 
 const MiB = 1024 * 1024;
-
-async function writeRandom(file: string, bytes: number): Promise<string> {
-  const hash = createHash('sha256');
-  const fh = await open(file, 'w');
-  try {
-    const chunk = Buffer.allocUnsafe(8 * MiB);
-    for (let written = 0; written < bytes; ) {
-      const n = Math.min(chunk.length, bytes - written);
-      randomFillSync(chunk, 0, n);
-      hash.update(chunk.subarray(0, n));
-      await fh.write(chunk, 0, n, written);
-      written += n;
-    }
-  } finally {
-    await fh.close();
-  }
-  return hash.digest('hex');
-}
-
-async function sha256File(file: string): Promise<string> {
-  const hash = createHash('sha256');
-  for await (const chunk of createReadStream(file, { highWaterMark: 4 * MiB })) hash.update(chunk as Buffer);
-  return hash.digest('hex');
-}
 
 async function main(): Promise<void> {
   const { values } = parseArgs({ options: { 'size-mib': { type: 'string', default: '4096' }, 'slow-mib': { type: 'string', default: '16' }, dir: { type: 'string' } } });

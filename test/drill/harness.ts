@@ -16,6 +16,7 @@ import { resolveTemporalCli } from '../../worker/temporalCli.js';
 import { SEARCH_ATTRIBUTES } from '../../worker/devServer.js';
 import { freePort } from '../support/cluster.js';
 import { children, spawnWorker } from '../support/processes.js';
+import { sha256File } from '../support/transfers.js';
 import { startDrillProvisioner, startHttpSource, startResumableSink, startTcpProxy, type DrillProvisioner, type ResumableSink, type TcpProxy } from './services.js';
 
 /**
@@ -405,13 +406,6 @@ async function deliveredFiles(dir: string): Promise<string[]> {
   };
   if (await stat(dir).then(() => true, () => false)) await walk(dir);
   return out;
-}
-
-async function sha256File(file: string): Promise<string> {
-  const { createReadStream } = await import('node:fs');
-  const hash = createHash('sha256');
-  for await (const chunk of createReadStream(file)) hash.update(chunk as Buffer);
-  return hash.digest('hex');
 }
 
 export const sleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms));

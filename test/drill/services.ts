@@ -4,6 +4,7 @@ import { createServer, type IncomingMessage, type Server, type ServerResponse } 
 import { createServer as createTcpServer, connect, type Server as TcpServer, type Socket } from 'node:net';
 import path from 'node:path';
 import type { DataAddress } from '../../src/DataAddress.js';
+import { readBody, send } from '../fixtures/provisioningService.js';
 
 /** The drill's own servers: a provisioning service as a production one behaves, a switchable TCP proxy, an HTTP source and a resumable sink. */
 
@@ -241,16 +242,4 @@ async function listen(server: Server, port: number): Promise<string> {
 function closeServer(server: Server): Promise<void> {
   server.closeAllConnections();
   return new Promise((r) => server.close(() => r()));
-}
-
-async function readBody(req: IncomingMessage): Promise<string> {
-  const chunks: Buffer[] = [];
-  for await (const chunk of req as AsyncIterable<Buffer>) chunks.push(chunk);
-  return Buffer.concat(chunks).toString('utf8');
-}
-
-function send(res: ServerResponse, status: number, body: unknown): void {
-  const text = JSON.stringify(body);
-  res.writeHead(status, { 'content-type': 'application/json', 'content-length': Buffer.byteLength(text) });
-  res.end(text);
 }
