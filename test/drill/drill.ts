@@ -63,7 +63,7 @@ const MIN = 60_000;
 const BOUND_MS = 10 * MIN;
 
 /** Waits until at least `atLeast` of the batch's workflows of `type` on `side` are in `state` (or the timeout), returns the count. */
-async function reach(ctx: Context, side: 'consumer' | 'provider', type: 'transferProcessWorkflow' | 'dataFlowWorkflow', state: string, atLeast: number, timeoutMs = 5 * MIN): Promise<number> {
+async function reach(ctx: Context, side: 'consumer' | 'provider', type: 'transferProcess' | 'dataFlow', state: string, atLeast: number, timeoutMs = 5 * MIN): Promise<number> {
   let n = 0;
   await ctx.h.until(`${atLeast} ${side} ${type} in ${state}`, timeoutMs, async () => {
     n = await ctx.h.count(side, type, state, ctx.since);
@@ -88,7 +88,7 @@ const restartAfterKill = async (ctx: Context, worker: Parameters<Harness['kill']
 async function providerOutage(ctx: Context, kind: TransferKind, ms: number) {
   await ctx.h.proxies.provider.down();
   const batch = await ctx.h.startBatch(ctx.name, ctx.n, kind);
-  const inFlight = await reach(ctx, 'consumer', 'transferProcessWorkflow', 'REQUESTING', Math.ceil(ctx.n * 0.5), MIN);
+  const inFlight = await reach(ctx, 'consumer', 'transferProcess', 'REQUESTING', Math.ceil(ctx.n * 0.5), MIN);
   const struckAt = Date.now();
   await sleep(ms);
   await ctx.h.proxies.provider.up();
@@ -118,7 +118,7 @@ const SCENARIOS: Scenario[] = [
     expect: ['COMPLETED'],
     async run(ctx) {
       const batch = await ctx.h.startBatch(ctx.name, ctx.n, this.kind);
-      const inFlight = await reach(ctx, 'provider', 'dataFlowWorkflow', 'STARTED', Math.ceil(ctx.n * 0.5));
+      const inFlight = await reach(ctx, 'provider', 'dataFlow', 'STARTED', Math.ceil(ctx.n * 0.5));
       const liftedAt = await restartAfterKill(ctx, 'providerDp');
       return { batch, inFlight, liftedAt };
     },
@@ -131,7 +131,7 @@ const SCENARIOS: Scenario[] = [
       const { consumer } = ctx.h.services;
       consumer.modes.deprovision = 'held';
       const batch = await ctx.h.startBatch(ctx.name, ctx.n, this.kind);
-      const inFlight = await reach(ctx, 'consumer', 'dataFlowWorkflow', 'DEPROVISION_REQUESTED', ctx.n);
+      const inFlight = await reach(ctx, 'consumer', 'dataFlow', 'DEPROVISION_REQUESTED', ctx.n);
       const liftedAt = await restartAfterKill(ctx, 'consumerDp');
       consumer.modes.deprovision = 'sync';
       consumer.release();
@@ -152,13 +152,13 @@ const SCENARIOS: Scenario[] = [
         else service.modes.deprovision = 'held';
         const batch = await ctx.h.startBatch(ctx.name, ctx.n, this.kind);
         if (state === 'SUSPENSION_REQUESTED' || state === 'TERMINATION_REQUESTED') {
-          await reach(ctx, 'consumer', 'transferProcessWorkflow', 'STARTED', Math.ceil(ctx.n * 0.9));
+          await reach(ctx, 'consumer', 'transferProcess', 'STARTED', Math.ceil(ctx.n * 0.9));
           // the consumer's operator suspends (terminates) every transfer still running
           await pool(batch, 20, async (t) => {
             await (state === 'SUSPENSION_REQUESTED' ? ctx.h.consumer.suspend('consumer', t.pid, 'drill') : ctx.h.consumer.terminate('consumer', t.pid, 'drill')).catch(() => undefined);
           });
         }
-        const inFlight = await reach(ctx, side, 'transferProcessWorkflow', state, Math.ceil(ctx.n * (state.startsWith('S') && side === 'consumer' ? 0.5 : 0.9)), 5 * MIN);
+        const inFlight = await reach(ctx, side, 'transferProcess', state, Math.ceil(ctx.n * (state.startsWith('S') && side === 'consumer' ? 0.5 : 0.9)), 5 * MIN);
         const liftedAt = await restartAfterKill(ctx, worker);
         service.modes.provision = 'sync';
         service.modes.deprovision = 'sync';
@@ -186,7 +186,7 @@ const SCENARIOS: Scenario[] = [
     expect: ['COMPLETED'],
     async run(ctx) {
       const batch = await ctx.h.startBatch(ctx.name, ctx.n, this.kind);
-      const inFlight = await reach(ctx, 'provider', 'dataFlowWorkflow', 'STARTED', Math.ceil(ctx.n * 0.5));
+      const inFlight = await reach(ctx, 'provider', 'dataFlow', 'STARTED', Math.ceil(ctx.n * 0.5));
       ctx.h.log('  stopping the Temporal dev server');
       await ctx.h.server.stop();
       await sleep(5_000);
@@ -214,7 +214,7 @@ const SCENARIOS: Scenario[] = [
     async run(ctx) {
       const batch = await ctx.h.startBatch(ctx.name, ctx.n, this.kind);
       // every start message has arrived: the bytes are moving, the completion messages are to come
-      const inFlight = await reach(ctx, 'consumer', 'transferProcessWorkflow', 'STARTED', Math.ceil(ctx.n * 0.9));
+      const inFlight = await reach(ctx, 'consumer', 'transferProcess', 'STARTED', Math.ceil(ctx.n * 0.9));
       // the consumer's endpoint goes away while the bytes arrive, for longer than the retry budget
       await ctx.h.proxies.consumer.down();
       await sleep(DSP_BUDGET_MS * 3);
@@ -229,7 +229,7 @@ const SCENARIOS: Scenario[] = [
     async run(ctx) {
       ctx.h.services.consumer.modes.provision = 'never';
       const batch = await ctx.h.startBatch(ctx.name, ctx.n, this.kind);
-      const inFlight = await reach(ctx, 'consumer', 'transferProcessWorkflow', 'PREPARATION_REQUESTED', Math.ceil(ctx.n * 0.9));
+      const inFlight = await reach(ctx, 'consumer', 'transferProcess', 'PREPARATION_REQUESTED', Math.ceil(ctx.n * 0.9));
       // never lifted: recovery is the time to a final state from here
       const liftedAt = Date.now();
       await ctx.h.until('every process to end', 10 * MIN, async () => [...(await ctx.h.consumerStates(ctx.name)).values()].every((s) => FINAL_PROCESS_STATES.includes(s)));
@@ -246,7 +246,7 @@ const SCENARIOS: Scenario[] = [
       consumer.modes = { provision: 'twice', deprovision: 'twice' };
       const sent = consumer.callbacksSent;
       const batch = await ctx.h.startBatch(ctx.name, ctx.n, this.kind);
-      const inFlight = await reach(ctx, 'consumer', 'transferProcessWorkflow', 'PREPARATION_REQUESTED', 1, MIN).catch(() => 0);
+      const inFlight = await reach(ctx, 'consumer', 'transferProcess', 'PREPARATION_REQUESTED', 1, MIN).catch(() => 0);
       await ctx.h.until('both callbacks of every provision', 5 * MIN, async () => consumer.callbacksSent - sent >= 2 * ctx.n);
       consumer.modes = { provision: 'sync', deprovision: 'sync' };
       return { batch, inFlight: Math.max(inFlight, ctx.n), liftedAt: Date.now() };

@@ -36,9 +36,9 @@ async function main(): Promise<void> {
     await Promise.all([
       cluster.controlPlane({ connectorId: 'consumer', dataPlanes: [{ id: 'consumer-dp', transferTypes: ['File-PUSH'] }] }),
       cluster.dataPlane({ instanceId: 'consumer-dp', fileRoot: cluster.root }),
-      cluster.controlPlane({ connectorId: 'provider-big', dataPlanes: [{ id: 'provider-big-dp', transferTypes: ['File-PUSH'] }], assets: { big: { endpointType: 'File', endpoint: big.file, endpointProperties: [] } } }),
+      cluster.controlPlane({ connectorId: 'provider-big', dataPlanes: [{ id: 'provider-big-dp', transferTypes: ['File-PUSH'] }], assets: { big: { endpointType: 'File', endpoint: big.file, endpointProperties: [] } }, agreements: { 'agreement-big': { assetId: 'big', counterparty: 'consumer' } } }),
       cluster.dataPlane({ instanceId: 'provider-big-dp', fileRoot: cluster.root, provisioners: [] }),
-      cluster.controlPlane({ connectorId: 'provider-slow', dataPlanes: [{ id: 'provider-slow-dp', transferTypes: ['File-PUSH'] }], assets: { slow: { endpointType: 'File', endpoint: slow.file, endpointProperties: [] } } }),
+      cluster.controlPlane({ connectorId: 'provider-slow', dataPlanes: [{ id: 'provider-slow-dp', transferTypes: ['File-PUSH'] }], assets: { slow: { endpointType: 'File', endpoint: slow.file, endpointProperties: [] } }, agreements: { 'agreement-slow': { assetId: 'slow', counterparty: 'consumer' } } }),
       cluster.dataPlane({ instanceId: 'provider-slow-dp', fileRoot: cluster.root, provisioners: [], rateLimitBytesPerSec: 64 * 1024 }),
     ]);
     const runs = [

@@ -7,7 +7,7 @@ import path from 'node:path';
 import { Client, Connection } from '@temporalio/client';
 import { FerryClient } from '../../src/client.js';
 import { DataFlowStateAttr } from '../../src/DataFlow.js';
-import { dataFlowWorkflowId, transferProcessWorkflowId } from '../../src/ids.js';
+import { dataFlowWorkflowId, TRANSFER_PROCESS_WORKFLOW, transferProcessWorkflowId } from '../../src/ids.js';
 import { providerPidFor } from '../../src/processStart.js';
 import { ferryDataConverter } from '../../src/codec.js';
 import { Keyring } from '../../src/keys.js';
@@ -38,9 +38,9 @@ export const DRILL_TRANSFER_SETTINGS = {
   retryInitialInterval: '1s',
   retryMaximumInterval: '4s',
   counterpartyRetryBudget: '30s',
-  watchdogInterval: '30s',
-  lostAfter: '2m',
 };
+/** The connector watchdog, sooner than by default, so a lost data plane or counterparty ends a transfer within the drill. */
+export const DRILL_WATCHDOG = { interval: '30s', lostAfter: '2m' };
 /** How long a counterparty may be away before the messages to it give up (`counterpartyRetryBudget`). */
 export const DSP_BUDGET_MS = 30_000;
 export const DRILL_DATAFLOW_SETTINGS = { provisionTimeout: '45s', deprovisionTimeout: '45s' };
@@ -203,6 +203,7 @@ export class Harness {
       temporal: temporal('org-a'),
       dataPlanes: [{ id: 'consumer-dp', transferTypes: types }],
       transfer: DRILL_TRANSFER_SETTINGS,
+      watchdog: DRILL_WATCHDOG,
       dsp: { host: '127.0.0.1', port: cDsp, publicUrl: consumerUrl, counterparties: [{ id: 'provider', address: this.providerDspUrl, inboundToken: tokens.p2c, outboundToken: tokens.c2p }] },
     });
     write('consumerDp', {
@@ -210,6 +211,7 @@ export class Harness {
       temporal: temporal('org-a'),
       fileRoot: this.files,
       callback: { host: '127.0.0.1', port: cCb },
+      allowedNetworks: ['127.0.0.0/8'],
       provisioners: [{ kind: 'http', name: 'svc-c', url: this.services.consumer.url, side: 'destination', endpointTypes: ['File'] }],
       dataFlow: DRILL_DATAFLOW_SETTINGS,
     });
@@ -218,6 +220,7 @@ export class Harness {
       temporal: temporal('org-b'),
       dataPlanes: [{ id: 'provider-dp', transferTypes: types }],
       transfer: DRILL_TRANSFER_SETTINGS,
+      watchdog: DRILL_WATCHDOG,
       assets: {
         small: { endpointType: 'File', endpoint: 'assets/small.bin' },
         slow: { endpointType: 'File', endpoint: 'assets/slow.bin' },
@@ -228,11 +231,11 @@ export class Harness {
         port: pDsp,
         publicUrl: this.providerDspUrl,
         counterparties: [{ id: 'consumer', address: consumerUrl, inboundToken: tokens.c2p, outboundToken: tokens.p2c }],
-        agreements: {
-          'agr-small': { assetId: 'small', counterparty: 'consumer' },
-          'agr-slow': { assetId: 'slow', counterparty: 'consumer' },
-          'agr-http': { assetId: 'http', counterparty: 'consumer' },
-        },
+      },
+      agreements: {
+        'agr-small': { assetId: 'small', counterparty: 'consumer' },
+        'agr-slow': { assetId: 'slow', counterparty: 'consumer' },
+        'agr-http': { assetId: 'http', counterparty: 'consumer' },
       },
     });
     write('providerDp', {
@@ -240,6 +243,7 @@ export class Harness {
       temporal: temporal('org-b'),
       fileRoot: this.files,
       callback: { host: '127.0.0.1', port: pCb },
+      allowedNetworks: ['127.0.0.0/8'], // the drill's HTTP source and sink are on loopback
       provisioners: [{ kind: 'http', name: 'svc-p', url: this.services.provider.url, side: 'source', endpointTypes: ['HttpData'] }],
       allowedHttpDestinations: [this.sink.url],
       rateLimitBytesPerSec: PUSH_RATE,
@@ -300,7 +304,7 @@ export class Harness {
   /** Consumer TransferProcess states of a batch, from visibility (eventually consistent). */
   async consumerStates(prefix: string): Promise<Map<string, string>> {
     const states = new Map<string, string>();
-    const query = `WorkflowType = 'transferProcessWorkflow' AND WorkflowId STARTS_WITH '${transferProcessWorkflowId('consumer', `${prefix}-`)}'`;
+    const query = `WorkflowType = '${TRANSFER_PROCESS_WORKFLOW}' AND WorkflowId STARTS_WITH '${transferProcessWorkflowId('consumer', `${prefix}-`)}'`;
     for await (const wf of this.consumerClient.workflow.list({ query })) {
       const state = wf.typedSearchAttributes.get(TransferStateAttr) ?? 'unknown';
       states.set(wf.workflowId.slice(transferProcessWorkflowId('consumer', '').length), state);
@@ -309,8 +313,8 @@ export class Harness {
   }
 
   /** How many workflows of `type` in a namespace, started since `since`, are in `state`. */
-  async count(side: 'consumer' | 'provider', type: 'transferProcessWorkflow' | 'dataFlowWorkflow', state: string, since: Date): Promise<number> {
-    const attr = type === 'dataFlowWorkflow' ? DataFlowStateAttr.name : TransferStateAttr.name;
+  async count(side: 'consumer' | 'provider', type: 'transferProcess' | 'dataFlow', state: string, since: Date): Promise<number> {
+    const attr = type === 'dataFlow' ? DataFlowStateAttr.name : TransferStateAttr.name;
     const client = side === 'consumer' ? this.consumerClient : this.providerClient;
     const { count } = await client.workflow.count(`WorkflowType = '${type}' AND ${attr} = '${state}' AND StartTime >= '${since.toISOString()}'`);
     return count;

@@ -19,7 +19,7 @@ beforeAll(async () => {
   await Promise.all([
     cluster.controlPlane({ connectorId: 'consumer', dataPlanes: [{ id: 'consumer-dp', transferTypes: ['File-PUSH'] }] }),
     cluster.dataPlane({ instanceId: 'consumer-dp', fileRoot: cluster.root, provisioners: [{ kind: 'file-destination' }] }),
-    cluster.controlPlane({ connectorId: 'provider', dataPlanes: [{ id: 'provider-dp', transferTypes: ['File-PUSH'] }], assets: { slow: { endpointType: 'File', endpoint: asset.file, endpointProperties: [] } } }),
+    cluster.controlPlane({ connectorId: 'provider', dataPlanes: [{ id: 'provider-dp', transferTypes: ['File-PUSH'] }], assets: { slow: { endpointType: 'File', endpoint: asset.file, endpointProperties: [] } }, agreements: { 'agreement-1': { assetId: 'slow', counterparty: 'consumer' } } }),
     cluster.dataPlane({
       instanceId: 'provider-dp',
       fileRoot: cluster.root,
