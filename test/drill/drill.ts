@@ -88,7 +88,8 @@ const restartAfterKill = async (ctx: Context, worker: Parameters<Harness['kill']
 async function providerOutage(ctx: Context, kind: TransferKind, ms: number) {
   await ctx.h.proxies.provider.down();
   const batch = await ctx.h.startBatch(ctx.name, ctx.n, kind);
-  const inFlight = await reach(ctx, 'consumer', 'transferProcess', 'REQUESTING', Math.ceil(ctx.n * 0.5), MIN);
+  // REQUESTING is an under-way state, not a search attribute: a process sending its request still shows INITIAL
+  const inFlight = await reach(ctx, 'consumer', 'transferProcess', 'INITIAL', Math.ceil(ctx.n * 0.5), MIN);
   const struckAt = Date.now();
   await sleep(ms);
   await ctx.h.proxies.provider.up();
