@@ -9,8 +9,10 @@ import type { CallbackTarget, DataFlowSetup } from '../src/DataFlow.js';
 import { DataFlowSettingsSchema, durationMs, type DataFlowSettings } from '../src/settings.js';
 import { dataPlaneCallbackSignal, type DataPlaneCallback } from '../src/TransferProcess.js';
 import { controlPlaneOfCallbackId, sendDpsCallback, type DpsCallbackDeps } from './dps/controlPlaneCallbacks.js';
-import { copyFile, TransferRejected } from './transfer/FileTransfer.js';
+import { copyFile, SourceChanged } from './transfer/FileTransfer.js';
+import { TransferRejected } from './transfer/errors.js';
 import { pushHttp } from './transfer/HttpTransfer.js';
+import { RetryAfterProgress, TransferAttempt, type TransferProgress } from './transfer/TransferAttempt.js';
 
 /** Side effects of the data plane: provisioning, moving bytes, calling the control plane back. */
 
@@ -35,6 +37,36 @@ export interface CallbackRound {
   expiresAt?: string;
 }
 
+export interface TransferRequest {
+  flowId: string;
+  source: DataAddress;
+  destination: DataAddress;
+  /**
+   * Optional: where an earlier run of this flow's transfer got to (its last heartbeat details, e.g.
+   * from a failure's lastHeartbeatDetails), when the workflow schedules a new run. Heartbeat
+   * details of this run's own earlier attempts take precedence.
+   */
+  resumeFrom?: TransferProgress;
+  /**
+   * Optional: this run continues an earlier run of the flow (a resume after a suspension): an
+   * HttpData sink is asked what it holds before anything is sent. (A File push always looks for the
+   * earlier run's part.)
+   */
+  continues?: boolean;
+}
+
+export interface TransferResult {
+  bytes: number;
+  sha256: string;
+  /** Where this attempt started: 0, a verified resume offset, or the bytes an HTTP sink said it held. */
+  resumedFrom?: number;
+  /** An earlier attempt had delivered and recorded the copy (its completion was lost): nothing was copied. */
+  alreadyDelivered?: boolean;
+}
+
+/** A tag unique per attempt within a workflow run, safe in a file name. */
+export const attemptTag = (activityId: string, attempt: number): string => `${activityId.replace(/[^A-Za-z0-9_-]/g, '_').slice(0, 40)}-${attempt}`;
+
 export function createDataPlaneActivities(deps: DataPlaneDeps) {
   const { config } = deps;
   const settings: DataFlowSettings = DataFlowSettingsSchema.parse(config.dataFlow);
@@ -43,6 +75,12 @@ export function createDataPlaneActivities(deps: DataPlaneDeps) {
     const p = byName.get(name);
     if (!p) throw ApplicationFailure.nonRetryable(`no provisioner named ${name} on data plane ${config.instanceId}`);
     return p;
+  };
+  /** Errors no retry fixes fail the activity at once; a failure after progress asks for the retry at once. */
+  const toFailure = (e: unknown): unknown => {
+    if (e instanceof TransferRejected) return ApplicationFailure.nonRetryable(e.message, e.name);
+    if (e instanceof RetryAfterProgress) return ApplicationFailure.create({ message: e.message, type: e.error.name, nextRetryDelay: e.retryAfterMs, cause: e.error });
+    return e;
   };
   /** Errors no retry fixes (a refusal, an address that escapes, a sealed value our key cannot open) fail the activity at once. */
   const nonRetryable = <T>(fn: () => Promise<T>): Promise<T> =>
@@ -116,46 +154,69 @@ export function createDataPlaneActivities(deps: DataPlaneDeps) {
       return nonRetryable(() => provisionerNamed(req.provisioner).deprovision({ ...request, callbackUrl }));
     },
 
-    /** Moves the bytes. A retry (after a crash, say) resumes from the last heartbeated offset. */
-    async transfer(req: { flowId: string; source: DataAddress; destination: DataAddress }): Promise<{ bytes: number; sha256: string }> {
+    /**
+     * Moves the bytes. Heartbeats on a timer (`transferHeartbeatInterval`) with the resume point;
+     * a retry takes the previous attempt's partial file over (File) or asks the sink where it is
+     * (HttpData), and a copy an earlier attempt finished is recognised and returned as it is.
+     */
+    async transfer(req: TransferRequest): Promise<TransferResult> {
       const ctx = Context.current();
-      const resumeFrom = (ctx.info.heartbeatDetails as { offset?: number } | undefined)?.offset ?? 0;
+      const { info } = ctx;
       const { source, destination } = req;
-      let offset = resumeFrom;
-      // heartbeats carry cancellation in: beat while a source is silent too (a live feed with nothing
-      // to send yet), or a suspend or terminate would not reach the transfer until bytes came
-      const ticker = setInterval(() => ctx.heartbeat({ offset }), 1000);
-      ctx.cancellationSignal.addEventListener('abort', () => clearInterval(ticker), { once: true });
+      if (destination.endpointType === 'HttpData') {
+        try {
+          checkHttpUrl(destination.endpoint, destinationPolicy, 'HttpData destination'); // before the source is opened
+        } catch (e) {
+          if (e instanceof UrlPolicyError) throw ApplicationFailure.nonRetryable(`${e.message} (data plane ${config.instanceId})`, 'DestinationNotAllowed');
+          throw e;
+        }
+      } else if (source.endpointType !== 'File' || destination.endpointType !== 'File') {
+        throw ApplicationFailure.nonRetryable(`transfer ${source.endpointType} -> ${destination.endpointType} is not supported by this data plane`);
+      }
+      const attempt = new TransferAttempt({
+        attempt: info.attempt,
+        previous: info.heartbeatDetails ?? req.resumeFrom,
+        heartbeat: (details) => ctx.heartbeat(details),
+        heartbeatIntervalMs: durationMs(settings.transferHeartbeatInterval),
+        maxAttemptsWithoutProgress: settings.transferMaxAttempts,
+      });
+      try {
+        attempt.start();
+      } catch (e) {
+        throw ApplicationFailure.nonRetryable((e as Error).message, (e as Error).name);
+      }
       const common = {
         root: config.fileRoot,
+        flowId: req.flowId,
         source,
         destination,
         ...(config.rateLimitBytesPerSec ? { rateLimitBytesPerSec: config.rateLimitBytesPerSec } : {}),
-        destinationPolicy,
-        sourcePolicy: network,
         signal: ctx.cancellationSignal,
-        onProgress: (at: number) => {
-          offset = at;
-          ctx.heartbeat({ offset });
-        },
       };
       try {
-        if (source.endpointType === 'File' && destination.endpointType === 'File') {
-          const { bytes, sha256 } = await nonRetryable(() => copyFile({ ...common, resumeFrom }));
-          return { bytes, sha256 };
-        }
         if (destination.endpointType === 'HttpData') {
-          try {
-            checkHttpUrl(destination.endpoint, destinationPolicy, 'HttpData destination'); // before the source is opened
-          } catch (e) {
-            if (e instanceof UrlPolicyError) throw ApplicationFailure.nonRetryable(`${e.message} (data plane ${config.instanceId})`, 'DestinationNotAllowed');
-            throw e;
-          }
-          return await nonRetryable(() => pushHttp(common));
+          const r = await pushHttp({
+            ...common,
+            destinationPolicy,
+            sourcePolicy: network,
+            probeResume: info.attempt > 1 || (attempt.previous?.offset ?? 0) > 0 || req.continues === true,
+            onProgress: (p) => attempt.update(p),
+          });
+          return { bytes: r.bytes, sha256: r.sha256, resumedFrom: r.resumedFrom };
         }
-        throw ApplicationFailure.nonRetryable(`transfer ${source.endpointType} -> ${destination.endpointType} is not supported by this data plane`);
+        const r = await copyFile({
+          ...common,
+          // unique per attempt in this workflow run: names the attempt's .part
+          attempt: attemptTag(info.activityId, info.attempt),
+          ...(attempt.previous?.part ? { resume: { part: attempt.previous.part } } : {}),
+          onProgress: (p) => attempt.update(p),
+        });
+        return { bytes: r.bytes, sha256: r.sha256, resumedFrom: r.resumedFrom, ...(r.alreadyDelivered ? { alreadyDelivered: true } : {}) };
+      } catch (e) {
+        if (e instanceof SourceChanged) attempt.forgetProgress();
+        throw toFailure(attempt.failure(e));
       } finally {
-        clearInterval(ticker);
+        attempt.stop();
       }
     },
 

@@ -73,10 +73,20 @@ export const DataFlowSettingsSchema = z.strictObject({
   deprovisionTimeout: duration('1s', '7d').default('10m'),
   /** Attempts of provision/deprovision activities. */
   provisionMaxAttempts: z.number().int().min(1).max(50).default(5),
-  /** Attempts of one transfer (a retry resumes from the last heartbeated offset). */
+  /**
+   * Attempts in a row of one transfer that move no bytes before it fails (a retry resumes from the
+   * last heartbeated offset; an attempt that moved bytes starts the count again).
+   */
   transferMaxAttempts: z.number().int().min(1).max(50).default(10),
-  /** A transfer that reports no progress for this long is taken as dead and retried. */
+  /** A transfer whose heartbeats stop for this long is taken as dead (its worker crashed) and retried. */
   transferHeartbeatTimeout: duration('1s', '1h').default('30s'),
+  /**
+   * How often a running transfer heartbeats, whatever its bytes do. Heartbeat answers carry
+   * cancellation (suspend, terminate, a lost lease), so this bounds how fast a copy stops.
+   */
+  transferHeartbeatInterval: duration('50ms', '10m').default('1s'),
+  /** The longest one transfer run may take (start to close): a bound, not a lifetime; heartbeats detect a dead worker. */
+  transferStartToCloseTimeout: duration('1m', '3650d').default('365d'),
   /** Attempts of each callback to the control plane. */
   callbackMaxAttempts: z.number().int().min(1).max(50).default(7),
   /** How long a suspended or failed flow waits for resume, retry or terminate. */

@@ -7,7 +7,7 @@ import { pipeline } from 'node:stream/promises';
 import { WorkflowNotFoundError, type Client } from '@temporalio/client';
 import { headersOf } from '../activities/transfer/HttpTransfer.js';
 import { realPathInside } from '../activities/transfer/confinement.js';
-import { TokenBucket } from '../activities/transfer/FileTransfer.js';
+import { TokenBucket } from '../activities/transfer/TokenBucket.js';
 import { EdrTokenInvalid, type EdrClaims, type EdrTokens, type TokenUse } from '../activities/pull/EdrTokens.js';
 import { refreshUrlOf } from '../activities/provisioners/EdrProvisioner.js';
 import { ClientAuthInvalid, verifyClientAssertion } from '../activities/dps/tokenRenewal.js';

@@ -15,6 +15,7 @@ import {
   type Role,
 } from '../../src/Provisioner.js';
 import { mkdirInside, realPathInside } from '../transfer/confinement.js';
+import { claimFlowDirectory, DestinationRefused, DONE_RECORD, FLOW_MARKER } from '../transfer/FlowDirectory.js';
 
 /**
  * Gives every flow its own directory under the requested File destination, so concurrent or
@@ -54,6 +55,15 @@ export class FileDestinationProvisioner implements Provisioner {
       throw err;
     }
     if (!created) throw new ProvisionRejected(this.#symlinkEscape(request.address.endpoint));
+    // the marker makes it a flow directory: a push accepts `createDirectory: false` only for one
+    let claimed: boolean;
+    try {
+      claimed = await claimFlowDirectory(dir, request.flowId, { fresh: false });
+    } catch (err) {
+      if (err instanceof DestinationRefused) throw new ProvisionRejected(err.message);
+      throw err;
+    }
+    if (!claimed) throw new ProvisionRejected(`${JSON.stringify(dir)} exists and was not made for flow ${request.flowId}`);
     return {
       // the directory exists until released: a push that only begins after the release must not make it again
       address: withProperty({ ...request.address, endpoint: dir }, CREATE_DIRECTORY, 'false'),
@@ -74,8 +84,12 @@ export class FileDestinationProvisioner implements Provisioner {
       if (!(await realPathInside(this.#root, resolved, { strict: true }))) throw new ProvisionRejected(this.#symlinkEscape(dir));
       if (request.reason === 'completed' || request.reason === 'suspended') {
         // Delivered data belongs to the consumer; only unfinished partial files are ours to remove.
+        // once completed, the flow's own bookkeeping (marker, delivery record) goes too
+        const bookkeeping = request.reason === 'completed' ? [FLOW_MARKER, DONE_RECORD] : [];
         for (const entry of await readdir(resolved, { withFileTypes: true })) {
-          if (entry.isFile() && entry.name.endsWith('.part')) await unlinkIfPresent(path.join(resolved, entry.name));
+          if ((entry.isFile() || entry.isSymbolicLink()) && (entry.name.endsWith('.part') || bookkeeping.includes(entry.name))) {
+            await unlinkIfPresent(path.join(resolved, entry.name));
+          }
         }
       } else {
         await rm(resolved, { recursive: true, force: true });

@@ -1,200 +1,436 @@
-import { createHash, type Hash } from 'node:crypto';
-import { open, rename, stat, unlink, type FileHandle } from 'node:fs/promises';
+import { randomBytes } from 'node:crypto';
+import { constants } from 'node:fs';
+import { link, lstat, open, readdir, unlink, type FileHandle } from 'node:fs/promises';
 import path from 'node:path';
-import { setTimeout as sleep } from 'node:timers/promises';
 import { property, type DataAddress } from '../../src/DataAddress.js';
 import { CREATE_DIRECTORY, FileAddressError, resolveInRoot } from '../../src/FileAddress.js';
-import { mkdirInside, realPathInside } from './confinement.js';
+import { realPathInside } from './confinement.js';
+import { abortable, AttemptSuperseded, TransferAborted, TransferRejected } from './errors.js';
+import {
+  CREATE_EXCLUSIVE,
+  DestinationRefused,
+  DONE_RECORD,
+  flowDirectory,
+  readJsonNoFollow,
+  removeEntry,
+  renameNoReplace,
+  syncDirectory,
+  writeExclusive,
+} from './FlowDirectory.js';
+import { sha256Worker, type Sha256 } from './Sha256Worker.js';
+import { TokenBucket } from './TokenBucket.js';
+
+export { AttemptSuperseded, TransferAborted, TransferRejected } from './errors.js';
+export { TokenBucket } from './TokenBucket.js';
 
 /**
- * File → File push inside one data-plane root. Bytes go to `<name>.part` and are renamed into place
- * only once complete and synced, so a consumer never sees a partial file under the final name, and an
- * interrupted copy can resume from the `.part` file.
+ * File → File push inside one data-plane root, into a directory of the flow's own (FlowDirectory).
+ *
+ * The bytes are hashed (sha256) as they are read from the source and written to this attempt's
+ * `<name>.<attempt>.part`, then fsynced, recorded in `.ferry-done` and linked under the final name
+ * (never replacing a file). "Verified" means: every byte of the delivered file was hashed as it was
+ * read from the source and written with a full positional write, the file was fsynced before it got
+ * its name, its size equals the source's, and the source did not change (size, mtime, inode) while
+ * it was read. A resumed copy compares the kept prefix byte for byte with the source first. The
+ * written file is not read back: a read-back would come from the page cache and prove nothing the
+ * write did not.
+ *
+ * One attempt at a time: a new attempt takes the previous `.part` over by a no-replace rename; the
+ * old attempt finds its path gone at its next check (every 250 ms and before it finishes) and stops
+ * (AttemptSuperseded), and it can never link a file that is no longer at its path.
  */
+
+export interface FileProgress {
+  /** Bytes in this attempt's `.part` that match the source: where a retry can resume. */
+  offset: number;
+  /** The attempt whose `.part` holds them. */
+  part: string;
+  phase: 'preparing' | 'verifying-resume' | 'copying' | 'syncing' | 'done';
+}
 
 export interface CopyFileOptions {
   root: string;
+  /** The flow this copy belongs to: names the flow directory the transfer makes, and marks it. */
+  flowId: string;
   source: DataAddress;
   destination: DataAddress;
-  /** Offset the previous attempt reported; honoured when the `.part` file has at least that many bytes. */
-  resumeFrom?: number;
+  /** Tag of this attempt (letters, digits, "_" and "-"), unique per attempt: names its `.part`. Random by default. */
+  attempt?: string;
+  /**
+   * The attempt whose `.part` to resume (from its heartbeat). Without it the largest `.part` of this
+   * file in the flow directory is taken (a run after a suspension). Either way only the longest
+   * prefix that matches the source byte for byte is kept.
+   */
+  resume?: { part?: string };
   /** Bandwidth cap; 0 or absent means unlimited. */
   rateLimitBytesPerSec?: number;
   signal?: AbortSignal;
-  /** Bytes of the file that are in the `.part` file so far (including a resumed prefix). */
-  onProgress?: (bytes: number) => void;
-  progressEveryBytes?: number;
+  /** Called as the copy advances; cheap (the activity's heartbeat timer sends the latest). */
+  onProgress?: (progress: FileProgress) => void;
 }
 
 export interface CopyFileResult {
   bytes: number;
-  /** Hex SHA-256 of the delivered bytes, verified against the destination file. */
+  /** Hex SHA-256 of the delivered bytes, as read from the source and written. */
   sha256: string;
   /** Absolute path of the delivered file. */
   file: string;
+  /** Where this attempt started (0, or a verified resume offset). */
+  resumedFrom: number;
+  /** True when an earlier attempt had already delivered and recorded the file: nothing was copied. */
+  alreadyDelivered: boolean;
 }
 
-/** A transfer no retry can fix (bad address, missing source); the activity layer makes it non-retryable. */
-export class TransferRejected extends Error {
+/** The source changed while it was read: the bytes copied so far are worth nothing. */
+export class SourceChanged extends Error {
   constructor(message: string) {
     super(message);
-    this.name = 'TransferRejected';
+    this.name = 'SourceChanged';
   }
 }
 
-/** Thrown when `signal` aborts the copy; the `.part` file is left for a resume. `cause` is the signal's reason. */
-export class TransferAborted extends Error {
-  readonly bytes: number;
-  constructor(bytes: number, reason: unknown) {
-    super(`file transfer aborted after ${bytes} bytes`, { cause: reason });
-    this.name = 'AbortError';
-    this.bytes = bytes;
-  }
-}
+const CHUNK_BYTES = 4 * 1024 * 1024;
+/** How much written data may wait before a background fdatasync starts. */
+const WRITE_BACK_BYTES = 64 * 1024 * 1024;
+const LEASE_CHECK_MS = 250;
+const TAG = /^[A-Za-z0-9_-]{1,64}$/;
 
-const CHUNK_BYTES = 1024 * 1024;
-const DEFAULT_PROGRESS_EVERY = 4 * 1024 * 1024;
+export const partFileName = (name: string, tag: string): string => `${name}.${tag}.part`;
 
 export async function copyFile(opts: CopyFileOptions): Promise<CopyFileResult> {
-  const { root, source, destination, signal } = opts;
-  const resumeFrom = opts.resumeFrom ?? 0;
-  const progressEvery = opts.progressEveryBytes ?? DEFAULT_PROGRESS_EVERY;
+  const { root, source, destination, signal, flowId } = opts;
   const rate = opts.rateLimitBytesPerSec ?? 0;
-  if (!Number.isSafeInteger(resumeFrom) || resumeFrom < 0) throw new RangeError('resumeFrom must be a non-negative integer');
-  if (!(progressEvery > 0)) throw new RangeError('progressEveryBytes must be positive');
+  const tag = opts.attempt ?? randomBytes(6).toString('hex');
+  const hint = opts.resume?.part;
+  if (!TAG.test(tag) || (hint !== undefined && !TAG.test(hint))) throw new RangeError('attempt tags use 1-64 letters, digits, "_" and "-"');
   if (!(rate >= 0) || !Number.isFinite(rate)) throw new RangeError('rateLimitBytesPerSec must be a non-negative number');
   if (source.endpointType !== 'File' || destination.endpointType !== 'File') {
     throw new TransferRejected(`copyFile moves File to File, got ${source.endpointType} to ${destination.endpointType}`);
   }
   if (signal?.aborted) throw new TransferAborted(0, signal.reason);
+  const report = (offset: number, phase: FileProgress['phase']) => opts.onProgress?.({ offset, part: tag, phase });
+  report(0, 'preparing');
 
   const sourcePath = confine(root, source.endpoint);
-  const destDir = confine(root, destination.endpoint);
+  const base = confine(root, destination.endpoint);
   const name = property(destination, 'fileName') ?? path.basename(sourcePath);
   if (!isPlainFileName(name)) throw new TransferRejected(`destination file name ${JSON.stringify(name)} is not a plain file name`);
+  if (name.startsWith('.ferry-') || name.endsWith('.part') || Buffer.byteLength(name) > 180) {
+    throw new TransferRejected(`destination file name ${JSON.stringify(name)} is reserved or too long (.ferry-*, *.part, over 180 bytes)`);
+  }
+  if (!(await realPathInside(root, sourcePath).catch(() => false))) {
+    throw new TransferRejected(`File endpoint ${JSON.stringify(source.endpoint)} leads outside the root through a symlink, or does not exist`);
+  }
+  const provisioned = property(destination, CREATE_DIRECTORY) === 'false';
+  const dir = await refusing(() => flowDirectory(root, base, flowId, provisioned, destination.endpoint));
+  const finalPath = path.join(dir, name);
 
-  const sourceStat = await statSource(sourcePath, source.endpoint);
-  // Lexical confinement cannot see symlinks; the real paths can (checked before mkdir follows one).
-  const escape = (endpoint: string) => new TransferRejected(`File endpoint ${JSON.stringify(endpoint)} leads outside the root through a symlink`);
-  if (!(await realPathInside(root, sourcePath))) throw escape(source.endpoint);
-  if (!sourceStat.isFile()) throw new TransferRejected(`source ${JSON.stringify(source.endpoint)} is not a regular file`);
-  if (property(destination, CREATE_DIRECTORY) === 'false') {
-    // provisioned: it exists until released, so a missing one was released (the transfer ended meanwhile)
-    const dir = await stat(destDir).catch(() => undefined);
-    if (!dir?.isDirectory()) throw new TransferRejected(`destination directory ${JSON.stringify(destination.endpoint)} is gone (released)`);
-    if (!(await realPathInside(root, destDir))) throw escape(destination.endpoint);
-  } else if (!(await mkdirInside(root, destDir))) throw escape(destination.endpoint);
+  const earlier = await refusing(() => deliveredBefore(dir, name, flowId));
+  if (earlier) {
+    report(earlier.bytes, 'done');
+    return earlier;
+  }
+  if (await lstat(finalPath).then(() => true, () => false)) {
+    throw new TransferRejected(`destination file ${JSON.stringify(name)} already exists in ${JSON.stringify(destination.endpoint)}; a push never replaces a file`);
+  }
 
-  const finalPath = path.join(destDir, name);
-  const partPath = `${finalPath}.part`;
-  const limiter = rate > 0 ? new TokenBucket(rate) : undefined;
-  const chunkBytes = limiter ? Math.min(CHUNK_BYTES, limiter.capacity) : CHUNK_BYTES;
-
-  const src = await open(sourcePath, 'r');
-  let position = 0;
-  let hash: Hash;
+  const src = await openSource(sourcePath, source.endpoint);
+  let out: FileHandle | undefined;
+  let hash: Sha256 | undefined;
+  let aborted = false;
   try {
-    const resumed = resumeFrom > 0 ? await resumePart(partPath, src, resumeFrom, signal) : undefined;
-    hash = resumed ?? createHash('sha256');
-    position = resumed ? resumeFrom : 0;
-    // 'r+' keeps the verified prefix; 'w' starts over.
-    const out = await open(partPath, resumed ? 'r+' : 'w');
-    try {
-      const buffer = Buffer.allocUnsafe(chunkBytes);
-      let reported = position;
-      for (;;) {
-        if (signal?.aborted) throw new TransferAborted(position, signal.reason);
-        const { bytesRead } = await src.read(buffer, 0, chunkBytes, position);
-        if (bytesRead === 0) break;
-        const chunk = buffer.subarray(0, bytesRead);
-        hash.update(chunk);
-        await writeFully(out, chunk, position);
-        position += bytesRead;
-        if (opts.onProgress && position - reported >= progressEvery) {
-          reported = position;
-          opts.onProgress(position);
-        }
-        if (limiter) await limiter.take(bytesRead, signal, () => position);
+    const before = await src.stat();
+    if (!before.isFile()) throw new TransferRejected(`source ${JSON.stringify(source.endpoint)} is not a regular file`);
+    const mine = path.join(dir, partFileName(name, tag));
+    // one earlier attempt's part may be taken over; leftovers of any other attempt go
+    const previous = await resumablePart(dir, name, tag, hint);
+    await revokeParts(dir, name, previous);
+
+    let start = 0;
+    hash = sha256Worker();
+    if (previous && (await renameNoReplace(previous, mine))) {
+      out = await openOwnPart(mine);
+      if (out) {
+        report(0, 'verifying-resume');
+        start = await matchingPrefix(out, src, before.size, hash, signal, (n) => report(n, 'verifying-resume'));
+        await out.truncate(start);
       }
-      // The file must be on disk before its name says it is complete.
-      await out.truncate(position);
-      await out.sync();
-    } finally {
-      await out.close();
     }
+    out ??= await createPart(mine);
+    const lease = new Lease(mine, await out.stat());
+    report(start, 'copying');
+
+    const limiter = rate > 0 ? new TokenBucket(rate) : undefined;
+    const end = await pump({ src, out, from: start, hash, limiter, signal, lease, onBytes: (pos) => report(pos, 'copying') });
+    const after = await src.stat();
+    if (after.size !== before.size || after.mtimeMs !== before.mtimeMs || after.ino !== before.ino || end !== after.size) {
+      throw new SourceChanged(`source ${JSON.stringify(source.endpoint)} changed while it was copied (${end} bytes read, ${after.size} now)`);
+    }
+    report(end, 'syncing');
+    // the file must be on disk before its name says it is complete
+    await abortable(out.sync(), signal, () => end);
+    await lease.check(true);
+    const sha256 = await hash.digest();
+    hash = undefined;
+    const { dev, ino } = lease.identity;
+    const record = { flowId, file: name, bytes: end, sha256, tag, dev, ino };
+    if (!(await writeExclusive(path.join(dir, DONE_RECORD), `${JSON.stringify(record)}\n`))) {
+      // another attempt of this flow got there first; if it left a usable delivery, that is the copy
+      await removeEntry(mine);
+      const other = await refusing(() => deliveredBefore(dir, name, flowId));
+      if (other) return other;
+      throw new Error(`flow ${flowId}: a concurrent attempt's completion record is unusable; retrying`);
+    }
+    try {
+      await link(mine, finalPath);
+    } catch (e) {
+      const code = (e as NodeJS.ErrnoException).code;
+      if (code === 'ENOENT') throw new AttemptSuperseded(`attempt ${tag} of flow ${flowId} was taken over before it finished`);
+      if (code === 'EEXIST') {
+        await unlink(path.join(dir, DONE_RECORD)).catch(() => undefined);
+        throw new TransferRejected(`destination file ${JSON.stringify(name)} appeared while flow ${flowId} copied it; a push never replaces a file`);
+      }
+      throw e;
+    }
+    await removeEntry(mine);
+    await syncDirectory(dir);
+    report(end, 'done');
+    return { bytes: end, sha256, file: finalPath, resumedFrom: start, alreadyDelivered: false };
+  } catch (e) {
+    aborted = e instanceof TransferAborted;
+    throw e;
   } finally {
-    await src.close();
-  }
-
-  const sha256 = hash.digest('hex');
-  await rename(partPath, finalPath);
-  await syncDirectory(destDir);
-  opts.onProgress?.(position);
-
-  const written = await sha256Of(finalPath, signal);
-  if (written !== sha256) {
-    // A corrupt delivery must not stay under the final name.
-    await unlink(finalPath).catch(() => undefined);
-    throw new Error(`destination ${JSON.stringify(name)} does not match the source: sha256 ${written} != ${sha256}`);
-  }
-  return { bytes: position, sha256, file: finalPath };
-}
-
-function confine(root: string, endpoint: string): string {
-  try {
-    return resolveInRoot(root, endpoint);
-  } catch (err) {
-    if (err instanceof FileAddressError) throw new TransferRejected(err.message);
-    throw err;
-  }
-}
-
-function isPlainFileName(name: string): boolean {
-  return name !== '' && name !== '.' && name !== '..' && !/[/\\\0]/.test(name);
-}
-
-async function statSource(sourcePath: string, endpoint: string) {
-  try {
-    return await stat(sourcePath);
-  } catch (err) {
-    if ((err as NodeJS.ErrnoException).code === 'ENOENT') throw new TransferRejected(`source ${JSON.stringify(endpoint)} does not exist`);
-    throw err;
+    hash?.dispose();
+    // an aborted read or write may still be running: closing would wait for it, so let it go
+    const closing = Promise.all([out?.close(), src.close()]).catch(() => undefined);
+    if (!aborted) await closing;
   }
 }
 
 /**
- * Prepares a resume at `offset`: truncates the `.part` file there and returns the hash state of its
- * first `offset` bytes. The prefix is compared with the source as it is read, so a source that changed
- * (or a `.part` damaged by a crash) starts the copy over instead of producing a spliced file.
- * Returns undefined when the copy must start over.
+ * The copy an earlier attempt of this flow finished and recorded. Its part is linked under the
+ * final name if it died just before doing so. A record whose file is gone (removed after delivery)
+ * is stale and removed: the flow copies again.
  */
-async function resumePart(partPath: string, src: FileHandle, offset: number, signal?: AbortSignal): Promise<Hash | undefined> {
-  let part: FileHandle;
+async function deliveredBefore(dir: string, name: string, flowId: string): Promise<CopyFileResult | undefined> {
+  const recordPath = path.join(dir, DONE_RECORD);
+  const rec = await readJsonNoFollow(recordPath);
+  if (!rec) return undefined;
+  const { file, bytes, sha256, tag, dev, ino } = rec as { file?: unknown; bytes?: unknown; sha256?: unknown; tag?: unknown; dev?: unknown; ino?: unknown };
+  if (rec.flowId !== flowId) throw new DestinationRefused(`${recordPath} records another flow's delivery`);
+  if (file !== name) throw new DestinationRefused(`flow ${flowId} already delivered ${JSON.stringify(file)} into ${dir}`);
+  if (typeof bytes !== 'number' || typeof sha256 !== 'string' || typeof tag !== 'string' || !TAG.test(tag) || typeof ino !== 'number' || typeof dev !== 'number') {
+    throw new DestinationRefused(`${recordPath} is not a ferry record`);
+  }
+  const result: CopyFileResult = { bytes, sha256, file: path.join(dir, name), resumedFrom: bytes, alreadyDelivered: true };
+  const same = (st: { dev: number; ino: number; size: number }) => st.dev === dev && st.ino === ino && st.size === bytes;
+  const final = await lstat(result.file).catch(() => undefined);
+  if (final) {
+    if (final.isFile() && same(final)) return result;
+    throw new DestinationRefused(`destination file ${JSON.stringify(name)} is not the file flow ${flowId} delivered`);
+  }
+  // recorded but not linked yet: the recording attempt's complete, synced part is the delivery
+  const part = path.join(dir, partFileName(name, tag));
+  const st = await lstat(part).catch(() => undefined);
+  if (st?.isFile() && same(st) && st.nlink === 1) {
+    try {
+      await link(part, result.file);
+    } catch (e) {
+      if ((e as NodeJS.ErrnoException).code !== 'EEXIST') throw e;
+      return deliveredBefore(dir, name, flowId);
+    }
+    await removeEntry(part);
+    await syncDirectory(dir);
+    return result;
+  }
+  await removeEntry(recordPath);
+  return undefined;
+}
+
+/** The `.part` entries of `name` in `dir`, of any attempt (and the unnamed one of earlier versions). */
+async function partsOf(dir: string, name: string): Promise<string[]> {
+  const prefix = `${name}.`;
+  return (await readdir(dir))
+    .filter((entry) => {
+      if (!entry.startsWith(prefix) || !entry.endsWith('.part')) return false;
+      const middle = entry.slice(prefix.length, -'.part'.length);
+      return middle === '' || TAG.test(middle);
+    })
+    .map((entry) => path.join(dir, entry));
+}
+
+/** Removes the parts of `name` of every attempt but `keep` (orphans, or a superseded attempt's: it then stops). */
+async function revokeParts(dir: string, name: string, keep: string | undefined): Promise<void> {
+  for (const file of await partsOf(dir, name)) if (file !== keep) await removeEntry(file);
+}
+
+/** Opens a taken-over part for writing: never through a symlink, never a file linked elsewhere too. */
+async function openOwnPart(file: string): Promise<FileHandle | undefined> {
+  let fh: FileHandle;
   try {
-    part = await open(partPath, 'r+');
+    fh = await open(file, constants.O_RDWR | (constants.O_NOFOLLOW ?? 0));
+  } catch (e) {
+    const code = (e as NodeJS.ErrnoException).code;
+    if (code === 'ELOOP' || code === 'ENOENT' || code === 'EISDIR') {
+      await removeEntry(file);
+      return undefined;
+    }
+    throw e;
+  }
+  const st = await fh.stat();
+  if (!st.isFile() || st.nlink !== 1) {
+    await fh.close();
+    await removeEntry(file);
+    return undefined;
+  }
+  return fh;
+}
+
+/** This attempt's part, made fresh; a planted entry under its name is removed (never followed) first. */
+async function createPart(file: string): Promise<FileHandle> {
+  for (let i = 0; ; i++) {
+    try {
+      return await open(file, CREATE_EXCLUSIVE | constants.O_RDWR, 0o644);
+    } catch (e) {
+      if ((e as NodeJS.ErrnoException).code !== 'EEXIST' || i > 0) throw e;
+      await removeEntry(file);
+    }
+  }
+}
+
+async function openSource(sourcePath: string, endpoint: string): Promise<FileHandle> {
+  try {
+    return await open(sourcePath, 'r');
   } catch (err) {
-    if ((err as NodeJS.ErrnoException).code === 'ENOENT') return undefined;
+    const code = (err as NodeJS.ErrnoException).code;
+    if (code === 'ENOENT') throw new TransferRejected(`source ${JSON.stringify(endpoint)} does not exist`);
+    if (code === 'EISDIR') throw new TransferRejected(`source ${JSON.stringify(endpoint)} is not a regular file`);
     throw err;
   }
-  try {
-    const { size } = await part.stat();
-    if (size < offset || (await src.stat()).size < offset) return undefined;
-    await part.truncate(offset);
-    const hash = createHash('sha256');
-    const a = Buffer.allocUnsafe(CHUNK_BYTES);
-    const b = Buffer.allocUnsafe(CHUNK_BYTES);
-    for (let pos = 0; pos < offset; ) {
-      if (signal?.aborted) throw new TransferAborted(0, signal.reason);
-      const want = Math.min(CHUNK_BYTES, offset - pos);
-      const [fromPart, fromSource] = await Promise.all([readFully(part, a, want, pos), readFully(src, b, want, pos)]);
-      if (fromPart !== want || fromSource !== want || !a.subarray(0, want).equals(b.subarray(0, want))) return undefined;
-      hash.update(a.subarray(0, want));
-      pos += want;
-    }
-    return hash;
-  } finally {
-    await part.close();
+}
+
+/** Who holds the part: this attempt while the path still names the file it writes. */
+class Lease {
+  #last = performance.now();
+  readonly identity: { dev: number; ino: number };
+  constructor(
+    readonly file: string,
+    st: { dev: number; ino: number },
+  ) {
+    this.identity = { dev: st.dev, ino: st.ino };
   }
+
+  async check(force = false): Promise<void> {
+    const now = performance.now();
+    if (!force && now - this.#last < LEASE_CHECK_MS) return;
+    this.#last = now;
+    const st = await lstat(this.file).catch(() => undefined);
+    if (!st || st.dev !== this.identity.dev || st.ino !== this.identity.ino) {
+      throw new AttemptSuperseded(`${path.basename(this.file)} was taken over by a newer attempt`);
+    }
+  }
+}
+
+/**
+ * Copies from `from` to the end of the source: two buffers, so the next read, this chunk's write
+ * and its hash run at once (reads and writes on libuv's threads, the hash on a hash thread).
+ */
+async function pump(p: {
+  src: FileHandle;
+  out: FileHandle;
+  from: number;
+  hash: Sha256;
+  limiter: TokenBucket | undefined;
+  signal: AbortSignal | undefined;
+  lease: Lease;
+  onBytes: (pos: number) => void;
+}): Promise<number> {
+  const chunk = p.limiter ? Math.max(1, Math.min(CHUNK_BYTES, p.limiter.capacity)) : CHUNK_BYTES;
+  let a = Buffer.allocUnsafeSlow(chunk);
+  let b = Buffer.allocUnsafeSlow(chunk);
+  let pos = p.from;
+  const at = () => pos;
+  let n = (await abortable(p.src.read(a, 0, chunk, pos), p.signal, at)).bytesRead;
+  // write back as we go (one fdatasync at a time, not waited for), so the disk works while the
+  // copy hashes and the fsync at the end has little left to do
+  let syncing: Promise<void> | undefined;
+  let syncedTo = pos;
+  while (n > 0) {
+    if (!syncing && pos - syncedTo >= WRITE_BACK_BYTES) {
+      syncedTo = pos;
+      syncing = p.out.datasync().finally(() => (syncing = undefined));
+      syncing.catch(() => undefined); // the final fsync reports what went wrong
+    }
+    const current = a.subarray(0, n);
+    const next = p.src.read(b, 0, chunk, pos + n);
+    const written = writeFully(p.out, current, pos);
+    const hashed = p.hash.update(current);
+    const [read] = await abortable(Promise.all([next, written, hashed]), p.signal, at);
+    pos += n;
+    p.onBytes(pos);
+    await p.lease.check();
+    if (p.limiter) await p.limiter.takeBytes(n, p.signal, at);
+    n = read.bytesRead;
+    [a, b] = [b, a];
+  }
+  await syncing?.catch(() => undefined);
+  return pos;
+}
+
+/**
+ * The longest prefix of a kept part that matches the source byte for byte (up to the source's
+ * size), hashed into `hash`. A changed source or a part damaged by a crash keeps
+ * only what still matches: the copy never splices two versions.
+ */
+async function matchingPrefix(
+  part: FileHandle,
+  src: FileHandle,
+  sourceSize: number,
+  hash: Sha256,
+  signal: AbortSignal | undefined,
+  onVerified: (bytes: number) => void,
+): Promise<number> {
+  const limit = Math.min((await part.stat()).size, sourceSize);
+  const a = Buffer.allocUnsafeSlow(CHUNK_BYTES);
+  const b = Buffer.allocUnsafeSlow(CHUNK_BYTES);
+  let pos = 0;
+  while (pos < limit) {
+    const want = Math.min(CHUNK_BYTES, limit - pos);
+    const [fromPart, fromSource] = await abortable(Promise.all([readFully(part, a, want, pos), readFully(src, b, want, pos)]), signal, () => pos);
+    const same = commonPrefix(a.subarray(0, fromPart), b.subarray(0, fromSource));
+    await hash.update(a.subarray(0, same));
+    pos += same;
+    onVerified(pos);
+    if (same !== want) break;
+  }
+  return pos;
+}
+
+/** Length of the common prefix of two buffers (a binary search of native compares). */
+export function commonPrefix(a: Buffer, b: Buffer): number {
+  let lo = 0;
+  let hi = Math.min(a.length, b.length);
+  if (a.subarray(0, hi).equals(b.subarray(0, hi))) return hi;
+  // invariant: the first lo bytes match, the first hi do not
+  while (hi - lo > 1) {
+    const mid = (lo + hi) >>> 1;
+    if (a.subarray(lo, mid).equals(b.subarray(lo, mid))) lo = mid;
+    else hi = mid;
+  }
+  return lo;
+}
+
+/** The part a new attempt resumes: the hinted one if it is there, else the largest of this file's parts. */
+async function resumablePart(dir: string, name: string, tag: string, hint: string | undefined): Promise<string | undefined> {
+  let best: { file: string; size: number } | undefined;
+  for (const file of await partsOf(dir, name)) {
+    if (file === path.join(dir, partFileName(name, tag))) continue;
+    const st = await lstat(file).catch(() => undefined);
+    if (!st?.isFile() || st.nlink !== 1) continue;
+    if (hint && file === path.join(dir, partFileName(name, hint))) return file;
+    if (!best || st.size > best.size) best = { file, size: st.size };
+  }
+  return best?.file;
 }
 
 async function readFully(fh: FileHandle, buffer: Buffer, length: number, position: number): Promise<number> {
@@ -214,71 +450,24 @@ async function writeFully(fh: FileHandle, chunk: Buffer, position: number): Prom
   }
 }
 
-async function sha256Of(file: string, signal?: AbortSignal): Promise<string> {
-  const hash = createHash('sha256');
-  const fh = await open(file, 'r');
+function confine(root: string, endpoint: string): string {
   try {
-    const buffer = Buffer.allocUnsafe(CHUNK_BYTES);
-    for (let pos = 0; ; ) {
-      if (signal?.aborted) throw new TransferAborted(pos, signal.reason);
-      const { bytesRead } = await fh.read(buffer, 0, CHUNK_BYTES, pos);
-      if (bytesRead === 0) break;
-      hash.update(buffer.subarray(0, bytesRead));
-      pos += bytesRead;
-    }
-  } finally {
-    await fh.close();
-  }
-  return hash.digest('hex');
-}
-
-/** Makes the rename durable; some platforms cannot fsync a directory, which is not worth failing for. */
-async function syncDirectory(dir: string): Promise<void> {
-  let fh: FileHandle | undefined;
-  try {
-    fh = await open(dir, 'r');
-    await fh.sync();
-  } catch {
-    // Best effort.
-  } finally {
-    await fh?.close().catch(() => undefined);
+    return resolveInRoot(root, endpoint);
+  } catch (err) {
+    if (err instanceof FileAddressError) throw new TransferRejected(err.message);
+    throw err;
   }
 }
 
-/**
- * Token bucket holding at most a tenth of a second of traffic, so the rate is smooth and every wait
- * is short (an abort is noticed within ~100 ms).
- */
-export class TokenBucket {
-  readonly capacity: number;
-  #tokens: number;
-  #last = performance.now();
-
-  constructor(readonly rate: number) {
-    this.capacity = Math.max(1, Math.floor(rate / 10));
-    this.#tokens = this.capacity;
+async function refusing<T>(fn: () => Promise<T>): Promise<T> {
+  try {
+    return await fn();
+  } catch (e) {
+    if (e instanceof DestinationRefused) throw new TransferRejected(e.message);
+    throw e;
   }
+}
 
-  async take(n: number, signal: AbortSignal | undefined, bytesSoFar: () => number): Promise<void> {
-    for (;;) {
-      const now = performance.now();
-      this.#tokens = Math.min(this.capacity, this.#tokens + ((now - this.#last) / 1000) * this.rate);
-      this.#last = now;
-      if (this.#tokens >= n) {
-        this.#tokens -= n;
-        return;
-      }
-      const waitMs = Math.ceil(((n - this.#tokens) / this.rate) * 1000);
-      try {
-        await sleep(Math.min(waitMs, 1000), undefined, { signal });
-      } catch {
-        throw new TransferAborted(bytesSoFar(), signal?.reason);
-      }
-    }
-  }
-
-  /** Takes `n` bytes of any size: a chunk larger than the bucket goes in bucket-sized bites. */
-  async takeBytes(n: number, signal: AbortSignal | undefined, bytesSoFar: () => number): Promise<void> {
-    for (let left = n; left > 0; left -= this.capacity) await this.take(Math.min(left, this.capacity), signal, bytesSoFar);
-  }
+function isPlainFileName(name: string): boolean {
+  return name !== '' && name !== '.' && name !== '..' && !/[/\\\0]/.test(name);
 }

@@ -112,7 +112,8 @@ describe('key rotation', () => {
     const ferryBA = new FerryClient(new Client({ connection: cluster.env.connection, dataConverter: ferryDataConverter(codecBA) }));
     expect(await ferryBA.result('consumer', processId)).toEqual({ state: 'COMPLETED', reason: 'transfer completed' });
     const status = await ferryBA.status('consumer', processId);
-    expect(await sha256File(path.join(status.dataDestination!.endpoint, 'a.bin'))).toBe(asset.sha256);
+    // the service's directory is not marked as a flow's: the push made its own (the provider's flow id) in it
+    expect(await sha256File(path.join(status.dataDestination!.endpoint, status.counterpartyPid!, 'a.bin'))).toBe(asset.sha256);
 
     // written under A before the restart, under B after it
     for (const id of [transferProcessWorkflowId('consumer', processId), dataFlowWorkflowId('consumer', processId)]) {

@@ -1,4 +1,4 @@
-import { existsSync } from 'node:fs';
+import { existsSync, mkdirSync } from 'node:fs';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { inClusterAddress } from '../../src/ids.js';
@@ -34,6 +34,8 @@ beforeAll(async () => {
     ['c-async', 'c-sync'].flatMap((consumer) => ['small', 'big'].map((assetId) => [`agreement-${consumer}-${assetId}`, { assetId, counterparty: consumer }])),
   );
   const fileRoot = cluster.root;
+  // without a destination provisioner the directory a consumer names must exist (a push makes only its flow's own in it)
+  for (const dir of ['commands', 'twice']) mkdirSync(path.join(fileRoot, dir));
   await Promise.all([
     cluster.controlPlane({ connectorId: 'c-async', dataPlanes: [{ id: 'c-async-dp', transferTypes: ['File-PUSH'] }] }),
     cluster.controlPlane({ connectorId: 'c-sync', dataPlanes: [{ id: 'c-sync-dp', transferTypes: ['File-PUSH'] }] }),
@@ -101,8 +103,9 @@ describe('INITIAL: consumer prepare / provider start', () => {
 
     expect(await track('c-sync', processId)).toEqual(['INITIAL', 'REQUESTING', 'REQUESTED', 'STARTING', 'STARTED', 'COMPLETING', 'COMPLETED']);
     expect(await track('p-async', providerPid)).toEqual(['INITIAL', 'STARTUP_REQUESTED', 'STARTING', 'STARTED', 'COMPLETING', 'COMPLETED']);
-    // the provider's provisioner rewrote the destination: the bytes are at the rewritten address only
-    const rewritten = path.join(cluster.root, 'plain', `svc-${providerPid}`, 'small.bin');
+    // the provider's provisioner rewrote the destination: the bytes are at the rewritten address only,
+    // in the flow directory the push made there (the service did not mark its directory as a flow's)
+    const rewritten = path.join(cluster.root, 'plain', `svc-${providerPid}`, providerPid, 'small.bin');
     expect(await sha256File(rewritten)).toBe(small.sha256);
     expect(existsSync(path.join(cluster.root, 'plain', 'small.bin'))).toBe(false);
   });

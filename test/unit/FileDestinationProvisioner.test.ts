@@ -1,4 +1,4 @@
-import { mkdir, mkdtemp, readdir, rm, stat, symlink, writeFile } from 'node:fs/promises';
+import { mkdir, mkdtemp, readFile, readdir, rm, stat, symlink, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
@@ -53,7 +53,19 @@ describe('FileDestinationProvisioner', () => {
       resource: { path: dir },
     });
     expect((await stat(dir)).isDirectory()).toBe(true);
+    // marked as this flow's: a push accepts a provisioned (createDirectory false) directory only with the marker
+    expect(JSON.parse(await readFile(path.join(dir, '.ferry-flow'), 'utf8'))).toEqual({ flowId: 'flow-1' });
     expect(await provisioner.provision(request(file(path.join(root, 'inbox'))))).toEqual(first);
+  });
+
+  it('refuses a flow directory that exists and is not this flow\'s', async () => {
+    await mkdir(path.join(root, 'inbox', 'flow-2'), { recursive: true });
+    await writeFile(path.join(root, 'inbox', 'flow-2', 'report.csv'), 'tenant data');
+    await expect(provisioner.provision(request(file('inbox'), 'flow-2'))).rejects.toBeInstanceOf(ProvisionRejected);
+    await provisioner.provision(request(file('inbox'), 'flow-3'));
+    await writeFile(path.join(root, 'inbox', 'flow-3', '.ferry-flow'), JSON.stringify({ flowId: 'flow-4' }));
+    await expect(provisioner.provision(request(file('inbox'), 'flow-3'))).rejects.toBeInstanceOf(ProvisionRejected);
+    expect(await readdir(path.join(root, 'inbox', 'flow-2'))).toEqual(['report.csv']);
   });
 
   it('rejects endpoints outside the root, bad flow ids and file components', async () => {
@@ -81,7 +93,8 @@ describe('FileDestinationProvisioner', () => {
     await writeFile(path.join(dir, 'other.bin.part'), 'partial');
     const res = await provisioner.deprovision({ flowId: 'flow-1', side: 'destination', resource, reason, callbackUrl: '' });
     expect(res).toEqual({ pending: false });
-    expect(await readdir(dir)).toEqual(['out.bin']);
+    // the flow marker stays while a suspended flow may resume; a completed one leaves only its data
+    expect((await readdir(dir)).sort()).toEqual(reason === 'completed' ? ['out.bin'] : ['.ferry-flow', 'out.bin']);
   });
 
   it.each(['terminated', 'failed'] as const)('removes the flow directory when %s, and again without error', async (reason) => {

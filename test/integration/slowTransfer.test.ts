@@ -1,0 +1,58 @@
+import path from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { dataFlowWorkflowId, inClusterAddress } from '../../src/ids.js';
+import { startCluster, type Cluster } from '../support/cluster.js';
+import { makeAsset, providerPidOf, sha256File } from '../support/transfers.js';
+
+/**
+ * Issue 9: a push slower than its heartbeat timeout is alive, not dead. The provider's data plane is
+ * capped at 64 KiB/s and the heartbeat timeout scaled down to 3 s (30 s by default, with heartbeats
+ * every 500 ms instead of 1 s): 768 KiB take 12 s, four heartbeat timeouts, in which no 4 MiB
+ * boundary is ever crossed. It completes in one attempt.
+ */
+let cluster: Cluster;
+let asset: { file: string; sha256: string };
+
+beforeAll(async () => {
+  cluster = await startCluster();
+  asset = makeAsset(cluster.root, 'assets/slow.bin', 768 * 1024);
+  await Promise.all([
+    cluster.controlPlane({ connectorId: 'consumer', dataPlanes: [{ id: 'consumer-dp', transferTypes: ['File-PUSH'] }] }),
+    cluster.dataPlane({ instanceId: 'consumer-dp', fileRoot: cluster.root, provisioners: [{ kind: 'file-destination' }] }),
+    cluster.controlPlane({ connectorId: 'provider', dataPlanes: [{ id: 'provider-dp', transferTypes: ['File-PUSH'] }], assets: { slow: { endpointType: 'File', endpoint: asset.file, endpointProperties: [] } }, agreements: { 'agreement-1': { assetId: 'slow', counterparty: 'consumer' } } }),
+    cluster.dataPlane({
+      instanceId: 'provider-dp',
+      fileRoot: cluster.root,
+      provisioners: [],
+      rateLimitBytesPerSec: 64 * 1024,
+      dataFlow: { transferHeartbeatTimeout: '3s', transferHeartbeatInterval: '500ms' },
+    }),
+  ]);
+});
+
+afterAll(async () => {
+  await cluster?.shutdown();
+});
+
+describe('a slow push', () => {
+  it('a 64 KiB/s push of 768 KiB with a 3 s heartbeat timeout completes in one attempt', async () => {
+    const { processId } = await cluster.ferry.startTransfer({
+      connectorId: 'consumer',
+      counterpartyAddress: inClusterAddress('provider'),
+      agreementId: 'agreement-1',
+      assetId: 'slow',
+      transferType: 'File-PUSH',
+      dataDestination: { endpointType: 'File', endpoint: 'inbox' },
+    });
+    const result = await cluster.ferry.result('consumer', processId);
+    expect(result.state).toBe('COMPLETED');
+    const status = await cluster.ferry.status('consumer', processId);
+    expect(await sha256File(path.join(status.dataDestination!.endpoint, 'slow.bin'))).toBe(asset.sha256);
+    const providerPid = await providerPidOf(cluster.ferry, 'consumer', processId);
+    const history = await cluster.client.workflow.getHandle(dataFlowWorkflowId('provider', providerPid)).fetchHistory();
+    const attempts = (history.events ?? []).flatMap((e) => (e.activityTaskStartedEventAttributes ? [e.activityTaskStartedEventAttributes] : []));
+    // every activity of the flow ran once: no heartbeat timeout, no retry
+    expect(attempts.length).toBeGreaterThan(0);
+    expect(attempts.every((a) => (a.attempt ?? 1) === 1)).toBe(true);
+  });
+});
