@@ -438,10 +438,14 @@ class DataFlow {
     this.transfer = { stopping: false };
     const s = this.settings;
     const acts = proxyActivities<DataPlaneActivities>({
-      startToCloseTimeout: '24h',
+      // No fixed lifetime: a live transfer is watched by its heartbeats, and its budget
+      // (transferMaxAttempts in a row without progress) is kept by the activity itself, which
+      // fails for good when spent; Temporal retries without a count. The start-to-close below only
+      // satisfies the API (one of the two close timeouts must be set).
+      startToCloseTimeout: '3650d',
       heartbeatTimeout: s.transferHeartbeatTimeout,
       cancellationType: ActivityCancellationType.WAIT_CANCELLATION_COMPLETED,
-      retry: { maximumAttempts: s.transferMaxAttempts, initialInterval: '1s', backoffCoefficient: 2, maximumInterval: '1m' },
+      retry: { maximumAttempts: 0, initialInterval: '1s', backoffCoefficient: 2, maximumInterval: '1m', nonRetryableErrorTypes: ['BudgetExhausted', 'TransferRejected'] },
       summary: `transfer ${src.endpointType} -> ${dst.endpointType} (run ${++this.transfers})`,
     });
     this.waits.call(

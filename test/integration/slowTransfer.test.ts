@@ -54,5 +54,11 @@ describe('a slow push', () => {
     // every activity of the flow ran once: no heartbeat timeout, no retry
     expect(attempts.length).toBeGreaterThan(0);
     expect(attempts.every((a) => (a.attempt ?? 1) === 1)).toBe(true);
+    // no fixed lifetime, no attempt count from Temporal: the activity keeps its own budget
+    // (attempts in a row without progress), so a push that runs for days is never cut off
+    const scheduled = (history.events ?? []).flatMap((e) => (e.activityTaskScheduledEventAttributes?.activityType?.name === 'transfer' ? [e.activityTaskScheduledEventAttributes] : []));
+    expect(scheduled).toHaveLength(1);
+    expect(scheduled[0]!.retryPolicy?.maximumAttempts ?? 0).toBe(0);
+    expect(Number(scheduled[0]!.startToCloseTimeout?.seconds ?? 0)).toBeGreaterThan(365 * 24 * 3600);
   });
 });
