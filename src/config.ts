@@ -75,6 +75,8 @@ export const ProvisionerConfigSchema = z.discriminatedUnion('kind', [
     /** Only addresses whose endpoint starts with this prefix (a rule for some datasets). */
     endpointPrefix: z.string().min(1).optional(),
     timeoutMs: z.number().int().positive().max(300_000).optional(),
+    /** Request headers for the service (its credentials); used by activities only, never logged nor put in a workflow. */
+    headers: z.record(z.string().regex(/^[!#$%&'*+.^_`|~0-9A-Za-z-]+$/, 'an HTTP header name'), z.string().regex(/^[^\r\n]*$/, 'no line breaks')).optional(),
   }),
 ]);
 export type ProvisionerConfig = z.infer<typeof ProvisionerConfigSchema>;

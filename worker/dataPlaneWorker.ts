@@ -50,7 +50,7 @@ export function buildProvisioners(config: DataPlaneConfig): Provisioner[] {
   return config.provisioners.map((p) =>
     p.kind === 'file-destination'
       ? new FileDestinationProvisioner({ root: config.fileRoot })
-      : new HttpProvisioner({ name: p.name, url: p.url, side: p.side, endpointTypes: p.endpointTypes, ...(p.endpointPrefix ? { endpointPrefix: p.endpointPrefix } : {}), ...(p.timeoutMs ? { timeoutMs: p.timeoutMs } : {}) }),
+      : new HttpProvisioner({ name: p.name, url: p.url, side: p.side, endpointTypes: p.endpointTypes, ...(p.endpointPrefix ? { endpointPrefix: p.endpointPrefix } : {}), ...(p.timeoutMs ? { timeoutMs: p.timeoutMs } : {}), ...(p.headers ? { headers: p.headers } : {}) }),
   );
 }
 

@@ -440,9 +440,9 @@ class DataFlow {
     const acts = proxyActivities<DataPlaneActivities>({
       // No fixed lifetime: a live transfer is watched by its heartbeats, and its budget
       // (transferMaxAttempts in a row without progress) is kept by the activity itself, which
-      // fails for good when spent; Temporal retries without a count. The start-to-close below only
-      // satisfies the API (one of the two close timeouts must be set).
-      startToCloseTimeout: '3650d',
+      // fails for good when spent; Temporal retries without a count. The start-to-close is an
+      // operator's bound on one attempt (a year by default), not a lifetime.
+      startToCloseTimeout: s.transferStartToCloseTimeout,
       heartbeatTimeout: s.transferHeartbeatTimeout,
       cancellationType: ActivityCancellationType.WAIT_CANCELLATION_COMPLETED,
       retry: { maximumAttempts: 0, initialInterval: '1s', backoffCoefficient: 2, maximumInterval: '1m', nonRetryableErrorTypes: ['BudgetExhausted', 'TransferRejected'] },

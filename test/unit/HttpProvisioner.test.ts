@@ -7,6 +7,8 @@ import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it } from
 import { HttpProvisioner } from '../../activities/provisioners/HttpProvisioner.js';
 import type { DataAddress } from '../../src/DataAddress.js';
 import { ProvisionRejected, type ProvisionRequest } from '../../src/Provisioner.js';
+import { DataPlaneConfigSchema } from '../../src/config.js';
+import { buildProvisioners } from '../../worker/dataPlaneWorker.js';
 import { startProvisioningService, type ProvisioningService } from '../fixtures/provisioningService.js';
 
 /** Stands in for the data plane's callback endpoint: records what the service posts back. */
@@ -76,6 +78,19 @@ describe('HttpProvisioner', () => {
     expect(req?.op).toBe('provision');
     expect(req?.body).toEqual({ flowId: 'flow-7', role: 'CONSUMER', side: 'destination', address: file(), callbackUrl: `${receiverUrl}/cb?x=1` });
     expect(req?.headers.authorization).toBe('Bearer service-credential');
+  });
+
+  it('a configured provisioner sends the headers of its config (the service\'s credentials); a header name or value that could split a request is refused at start-up', async () => {
+    const config = (headers: Record<string, string>) =>
+      DataPlaneConfigSchema.safeParse({ instanceId: 'dp', fileRoot: dir, provisioners: [{ kind: 'http', name: 'svc', url: svc.url, side: 'destination', endpointTypes: ['File'], headers }] });
+    const good = config({ authorization: 'Bearer from-config', 'x-tenant': 't-1' });
+    expect(good.success).toBe(true);
+    const [p] = buildProvisioners(good.data!);
+    await p!.provision(request(file()));
+    expect(svc.requests[0]?.headers.authorization).toBe('Bearer from-config');
+    expect(svc.requests[0]?.headers['x-tenant']).toBe('t-1');
+    expect(config({ 'bad name': 'x' }).success).toBe(false);
+    expect(config({ 'x-ok': 'a\r\nx-injected: 1' }).success).toBe(false);
   });
 
   it('202 without an address: pending, rewriting nothing (the callback may), then the service calls back', async () => {
