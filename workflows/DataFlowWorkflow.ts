@@ -445,7 +445,8 @@ class DataFlow {
       startToCloseTimeout: s.transferStartToCloseTimeout,
       heartbeatTimeout: s.transferHeartbeatTimeout,
       cancellationType: ActivityCancellationType.WAIT_CANCELLATION_COMPLETED,
-      retry: { maximumAttempts: 0, initialInterval: '1s', backoffCoefficient: 2, maximumInterval: '1m', nonRetryableErrorTypes: ['BudgetExhausted', 'TransferRejected'] },
+      // no maximumAttempts: unlimited (0 is refused by the SDK)
+      retry: { initialInterval: '1s', backoffCoefficient: 2, maximumInterval: '1m', nonRetryableErrorTypes: ['BudgetExhausted', 'TransferRejected'] },
       summary: `transfer ${src.endpointType} -> ${dst.endpointType} (run ${++this.transfers})`,
     });
     this.waits.call(

@@ -6,9 +6,11 @@ import { AttemptSuperseded, TransferAborted, TransferRejected } from './errors.j
  * fsync of gigabytes, a resume check), carrying the resume point; their answers carry cancellation
  * (suspend, terminate, lost lease) back to the attempt.
  *
- * Budget: `maxAttemptsWithoutProgress` counts attempts in a row that moved no bytes. An attempt that
- * moved bytes records its number in the heartbeat (`lastProgressAttempt`); a later attempt that
- * finds too many attempts since fails for good. A failure after progress asks for the next attempt
+ * Budget: `maxAttemptsWithoutProgress` counts attempts in a row that moved no bytes. Progress is
+ * reaching further than any attempt before (`highWater`): an attempt that only sends again what an
+ * earlier one sent (an HTTP sink that cannot resume, then fails again) has not progressed, so a sink
+ * that always fails spends the budget. An attempt that progressed records its number in the
+ * heartbeat (`lastProgressAttempt`); a later attempt that finds too many attempts since fails for good. A failure after progress asks for the next attempt
  * at once (`nextRetryDelay`), so the backoff starts over too.
  */
 
@@ -22,6 +24,8 @@ export interface TransferProgress {
   attempt: number;
   /** The latest attempt that moved bytes (0: none yet). */
   lastProgressAttempt: number;
+  /** The furthest offset any attempt reached (bytes past it are progress). */
+  highWater?: number;
   phase: string;
 }
 
@@ -63,6 +67,7 @@ export function progressOf(details: unknown): TransferProgress | undefined {
     ...(typeof d.part === 'string' ? { part: d.part } : {}),
     attempt: typeof d.attempt === 'number' ? d.attempt : 0,
     lastProgressAttempt: typeof d.lastProgressAttempt === 'number' ? d.lastProgressAttempt : 0,
+    ...(typeof d.highWater === 'number' && Number.isSafeInteger(d.highWater) && d.highWater >= 0 ? { highWater: d.highWater } : {}),
     phase: typeof d.phase === 'string' ? d.phase : 'unknown',
   };
 }
@@ -74,16 +79,20 @@ export class TransferAttempt {
   #current: TransferProgress;
   /** Where this attempt's bytes began to move (its first copying/sending report). */
   #base: number | undefined;
+  /** The furthest any earlier attempt got: only bytes past it (and past #base) are progress. */
+  #reached: number;
   #timer: NodeJS.Timeout | undefined;
 
   constructor(private readonly opts: AttemptOptions) {
     this.previous = progressOf(opts.previous);
     const last = this.previous?.lastProgressAttempt ?? 0;
+    this.#reached = Math.max(this.previous?.highWater ?? 0, this.previous?.offset ?? 0);
     this.#current = {
       offset: this.previous?.offset ?? 0,
       ...(this.previous?.part ? { part: this.previous.part } : {}),
       attempt: opts.attempt,
       lastProgressAttempt: last,
+      highWater: this.#reached,
       phase: 'starting',
     };
   }
@@ -118,19 +127,21 @@ export class TransferAttempt {
   update(p: { offset: number; part?: string; phase: string }): void {
     const moving = MOVING.has(p.phase);
     if (moving && this.#base === undefined) this.#base = p.offset;
-    const moved = moving && p.offset > this.#base!;
+    const moved = moving && p.offset > this.#base! && p.offset > this.#reached;
     this.#current = {
       offset: p.offset,
       ...(p.part ? { part: p.part } : {}),
       attempt: this.opts.attempt,
       lastProgressAttempt: moved ? this.opts.attempt : this.#current.lastProgressAttempt,
+      highWater: Math.max(this.#current.highWater ?? 0, moving ? p.offset : 0),
       phase: p.phase,
     };
   }
 
   /** Forgets this attempt's progress (the bytes it moved are worth nothing, e.g. the source changed). */
   forgetProgress(): void {
-    this.#current = { ...this.#current, offset: 0, lastProgressAttempt: this.previous?.lastProgressAttempt ?? 0 };
+    this.#reached = 0;
+    this.#current = { ...this.#current, offset: 0, highWater: 0, lastProgressAttempt: this.previous?.lastProgressAttempt ?? 0 };
   }
 
   get details(): TransferProgress {

@@ -188,6 +188,33 @@ describe('transfer activity: attempts', () => {
     expect(none).not.toBeInstanceOf(ApplicationFailure);
     expect(none).toBeInstanceOf(Error);
   });
+  it('an attempt that only sends again what an earlier one sent has not progressed: a sink that always fails spends the budget', async () => {
+    // takes the whole body, then answers 503, every time; it cannot resume, so each retry starts over
+    let bodies = 0;
+    const url = await listen((req, res) => {
+      req.on('data', () => undefined);
+      req.on('end', () => {
+        if (req.method !== 'HEAD') bodies += 1; // a retry asks first where the sink is (it says nothing)
+        res.writeHead(503).end();
+      });
+    });
+    const acts = activities({ transferMaxAttempts: 2 });
+    const req = { flowId: 'f-503', source: file('src/data.bin'), destination: http(`${url}/in`) };
+    // attempt 1 moved bytes nobody had moved: progress, retried at once
+    const first = run(req, { acts });
+    expect(await first.result.catch((e: unknown) => e)).toMatchObject({ nonRetryable: false, nextRetryDelay: 1000 });
+    // attempt 2 sent the same bytes again: no progress, the usual backoff
+    const second = run(req, { acts, attempt: 2, details: first.beats.at(-1) });
+    const err2 = await second.result.catch((e: unknown) => e);
+    expect(err2).not.toBeInstanceOf(ApplicationFailure);
+    expect(second.beats.at(-1)).toMatchObject({ lastProgressAttempt: 1, highWater: data.length });
+    // attempt 3 likewise; attempt 4 finds two attempts in a row without progress: the budget is spent
+    const third = run(req, { acts, attempt: 3, details: second.beats.at(-1) });
+    expect(await third.result.catch((e: unknown) => e)).not.toBeInstanceOf(ApplicationFailure);
+    const fourth = run(req, { acts, attempt: 4, details: third.beats.at(-1) });
+    expect(await fourth.result.catch((e: unknown) => e)).toMatchObject({ nonRetryable: true, type: 'BudgetExhausted' });
+    expect(bodies).toBe(3);
+  });
 });
 
 describe('transfer activity: HttpData resume', () => {
