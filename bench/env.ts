@@ -15,7 +15,7 @@ import { providerPidFor } from '../src/processStart.js';
 import { bundle, CONTROL_PLANE_WORKFLOWS, DATA_PLANE_WORKFLOWS } from '../worker/bundle.js';
 import { startControlPlaneWorker } from '../worker/controlPlaneWorker.js';
 import { startDataPlaneWorker } from '../worker/dataPlaneWorker.js';
-import { demoConfigs, DEMO_ASSET, ensureDemoAsset } from '../worker/demo.js';
+import { demoConfigs, DEMO_AGREEMENT, DEMO_ASSET, ensureDemoAsset } from '../worker/demo.js';
 import { startDevServer } from '../worker/devServer.js';
 import { freePort } from '../test/support/cluster.js';
 import * as baselineActivities from './baseline/activities.js';
@@ -121,12 +121,13 @@ export class BenchEnv {
           connectorId: 'provider',
           dataPlanes: [{ id: 'dsp-provider-dp', transferTypes: ['File-PUSH'] }],
           assets: { [DEMO_ASSET]: { endpointType: 'File', endpoint: asset.file } },
+          // the agreement both pairs transfer under (the in-cluster pair has it from demoConfigs)
+          agreements: { [DEMO_AGREEMENT]: { assetId: DEMO_ASSET, counterparty: 'consumer' } },
           dsp: {
             host: '127.0.0.1',
             port: pPort,
             publicUrl: providerUrl,
             counterparties: [{ id: 'consumer', address: consumerUrl, inboundToken: tokens.c2p, outboundToken: tokens.p2c }],
-            agreements: { 'bench-agreement': { assetId: DEMO_ASSET, counterparty: 'consumer' } },
           },
         }),
         cluster.dataPlane({ namespace: DSP_NAMESPACES.provider, instanceId: 'dsp-provider-dp', fileRoot, provisioners: [] }),
@@ -265,7 +266,7 @@ function ferryPair(name: FerryPair['name'], consumer: FerryPair['consumer'], pro
         connectorId: 'consumer',
         processId,
         counterpartyAddress,
-        agreementId: 'bench-agreement',
+        agreementId: DEMO_AGREEMENT,
         assetId: DEMO_ASSET,
         transferType: 'File-PUSH',
         dataDestination: { endpointType: 'File', endpoint: 'consumer/inbox' },

@@ -26,6 +26,20 @@ import { GOALS, type BenchContext, type BenchMode, type BenchRow, type Goal } fr
 
 const HERE = import.meta.dirname;
 
+const BENCH_HELP = `Usage: npm run bench -- [--quick | --full] [--only GOAL[,GOAL]] [--scale N] [--out DIR] [--no-edc] [--json]
+
+Measures every goal of the performance issue against baselines measured in the same run and
+prints one table (goal, measure, ferry, baseline, ratio, unit, target); writes
+bench/results/latest.{json,md,svg}.
+
+  --quick       smoke run: tiny sizes, few iterations (about a minute)
+  --full        the issue's sizes and counts (10,000 concurrent transfers; hours)
+  --only GOAL   one goal (repeatable or comma-separated): ${GOALS.join(', ')}
+  --scale N     concurrent transfers of the scale goal (quick 10, normal 200, full 10000)
+  --out DIR     where the results go (default bench/results)
+  --no-edc      skip the Eclipse EDC comparison (needs java and mvn otherwise)
+  --json        print the JSON too`;
+
 function options(argv: string[]) {
   const { values } = parseArgs({
     args: argv,
@@ -37,8 +51,13 @@ function options(argv: string[]) {
       out: { type: 'string' },
       'no-edc': { type: 'boolean', default: false },
       json: { type: 'boolean', default: false },
+      help: { type: 'boolean', short: 'h', default: false },
     },
   });
+  if (values.help) {
+    console.log(BENCH_HELP);
+    process.exit(0);
+  }
   if (values.quick && values.full) throw new Error('--quick and --full exclude each other');
   const only = (values.only ?? []).flatMap((s) => s.split(',')).map((s) => s.trim()).filter(Boolean);
   for (const g of only) if (!(GOALS as readonly string[]).includes(g)) throw new Error(`--only ${g}: unknown goal; goals: ${GOALS.join(', ')}`);

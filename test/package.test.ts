@@ -37,6 +37,8 @@ beforeAll(async () => {
       connectorId: 'provider',
       dataPlanes: [{ id: 'provider-dp', transferTypes: ['File-PUSH'] }],
       assets: { 'demo-asset': { endpointType: 'File', endpoint: path.join(cluster.root, 'provider/assets/demo.bin') } },
+      // the agreement the example transfers under (as `npm run dev` configures it)
+      agreements: { 'demo-agreement': { assetId: 'demo-asset', counterparty: 'consumer' } },
     }),
     cluster.dataPlane({ instanceId: 'provider-dp', fileRoot: cluster.root, provisioners: [] }),
   ]);

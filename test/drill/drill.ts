@@ -349,7 +349,7 @@ async function main(): Promise<void> {
     },
   });
   if (values.help) {
-    console.log('npm run drill -- [--transfers N] [--only drill,drill] [--keep] [--json FILE]\n\ndrills:');
+    console.log('Usage: npm run drill -- [--transfers N] [--only drill,drill] [--keep] [--json FILE]\n\nFault drills on real processes (README, "Fault drills"); exits 1 unless every drill lost and duplicated nothing.\n\ndrills:');
     for (const s of SCENARIOS) console.log(`  ${s.name}`);
     return;
   }

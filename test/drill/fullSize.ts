@@ -21,7 +21,14 @@ import { providerPidOf, sha256File } from '../support/transfers.js';
 const MiB = 1024 * 1024;
 
 async function main(): Promise<void> {
-  const { values } = parseArgs({ options: { 'size-mib': { type: 'string', default: '4096' }, 'slow-mib': { type: 'string', default: '16' }, dir: { type: 'string' } } });
+  const { values } = parseArgs({ options: { 'size-mib': { type: 'string', default: '4096' }, 'slow-mib': { type: 'string', default: '16' }, dir: { type: 'string' }, help: { type: 'boolean', short: 'h', default: false } } });
+  if (values.help) {
+    console.log('Usage: npm run drill:full-size -- [--size-mib N (4096)] [--slow-mib N (16)] [--dir DIR]\n\nA File push of N MiB and a 64 KiB/s push of the slow size, every DataFlow setting at its default, on an embedded dev server; both must complete with their bytes verified. Needs about 2 × size-mib free in DIR (the temp dir by default).');
+    return;
+  }
+  for (const [name, v] of [['size-mib', values['size-mib']], ['slow-mib', values['slow-mib']]] as const) {
+    if (!/^[1-9]\d*$/.test(v)) throw new Error(`--${name} must be a positive whole number of MiB, not ${v}`);
+  }
   const bigBytes = Number(values['size-mib']) * MiB;
   const slowBytes = Number(values['slow-mib']) * MiB;
   if (values.dir) process.env.TMPDIR = values.dir;

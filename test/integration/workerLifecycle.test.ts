@@ -112,7 +112,7 @@ function startNpmDev(until: (output: string, npm: ChildProcess) => boolean) {
 
 describe('entry points', () => {
   it('--help prints help and exits 0 on every entry point', async () => {
-    for (const script of ['dev', 'ferry', 'worker:control-plane', 'worker:data-plane', 'bench', 'tck']) {
+    for (const script of ['dev', 'ferry', 'worker:control-plane', 'worker:data-plane', 'bench', 'tck', 'tck:dps', 'drill', 'drill:full-size']) {
       const r = await run('npm', ['run', '--silent', script, '--', '--help']);
       expect(r.code, `${script}: ${r.out}`).toBe(0);
       expect(r.out, script).toMatch(/^Usage: /m);

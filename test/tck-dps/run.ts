@@ -37,8 +37,16 @@ function parseCli() {
       group: { type: 'string' },
       'tck-port': { type: 'string', default: process.env.FERRY_DPS_TCK_PORT ?? '8083' },
       wait: { type: 'string', default: '15' },
+      help: { type: 'boolean', short: 'h', default: false },
     },
   });
+  if (values.help) {
+    console.log(`Usage: DPS_TCK_JAR=/path/to/dps-tck-runtime.jar npm run tck:dps -- [--group DP | CP] [--tck-port N (8083)] [--wait S (15)]
+
+Runs the Eclipse DPS TCK 1.2.0 against ferry's data plane (DP) and control plane (CP); ends with
+"N passed, N failed, N skipped" (README, "The DPS TCK").`);
+    process.exit(0);
+  }
   const group = values.group?.toUpperCase();
   if (group !== undefined && !(group in GROUPS)) throw new UsageError(`--group must be DP or CP, not ${values.group}`);
   const tckPort = Number(values['tck-port']);
