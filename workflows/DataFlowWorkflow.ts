@@ -442,7 +442,8 @@ class DataFlow {
       // (transferMaxAttempts in a row without progress) is kept by the activity itself, which
       // fails for good when spent; Temporal retries without a count. The start-to-close is an
       // operator's bound on one attempt (a year by default), not a lifetime.
-      startToCloseTimeout: s.transferStartToCloseTimeout,
+      // (a flow whose setup was recorded before this setting existed has none: the default)
+      startToCloseTimeout: s.transferStartToCloseTimeout ?? '365d',
       heartbeatTimeout: s.transferHeartbeatTimeout,
       cancellationType: ActivityCancellationType.WAIT_CANCELLATION_COMPLETED,
       // no maximumAttempts: unlimited (0 is refused by the SDK)

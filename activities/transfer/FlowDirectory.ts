@@ -108,7 +108,8 @@ export async function isFlowDirectory(dir: string): Promise<boolean> {
 /**
  * The flow directory of a push, checked or made:
  * - provisioned (`provisioned`): `base` itself, which must exist as a real directory inside the
- *   root with a flow marker (gone means released; no marker means it was not made for a flow);
+ *   root (gone means released) with a flow marker; without one (a provisioning service's own
+ *   directory) the push's flow directory is made inside it, as below;
  * - otherwise `base/<flowId>`, made here with a non-recursive mkdir in an existing `base`; an
  *   existing one is accepted only when it is this flow's (an earlier attempt).
  */
@@ -122,8 +123,9 @@ export async function flowDirectory(root: string, base: string, flowId: string, 
     if (!st) throw refuse('is gone (released)');
     if (st.isSymbolicLink() || !st.isDirectory()) throw refuse('is not a directory (a symlink?)');
     if (!(await realPathInside(root, base, { strict: true }))) throw refuse('leads outside the root');
-    if (!(await isFlowDirectory(base))) throw refuse(`is not a provisioned flow directory (no ${FLOW_MARKER})`);
-    return base;
+    if (await isFlowDirectory(base)) return base;
+    // no marker: a provisioning service's own directory (it kept the flag of the address it was
+    // given); the push makes its flow directory inside it, as for any unprovisioned destination
   }
   if (!/^[A-Za-z0-9][A-Za-z0-9._-]*$/.test(flowId) || flowId.length > 128) throw refuse(`cannot hold flow ${JSON.stringify(flowId)}`);
   // the destination itself must be there: a push makes no directory but its flow's own, so one that
