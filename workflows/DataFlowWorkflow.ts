@@ -698,11 +698,16 @@ class DataFlow {
   private sendCallback(): void {
     if (this.waits.running('callback-out') || !this.callbacks.length) return;
     const cb = this.callbacks[0]!;
-    const acts = proxyLocalActivities<DataPlaneActivities>({
+    const options = {
       startToCloseTimeout: '30s',
       retry: { maximumAttempts: this.settings.callbackMaxAttempts, initialInterval: '1s', backoffCoefficient: 2, maximumInterval: '30s' },
       summary: `tell the control plane: ${cb.op} ${cb.ok ? 'done' : 'failed'}`,
-    });
+    } as const;
+    // A DPS control plane's callback waits for the DPS API to decide whether its answer was 202 (a
+    // callback follows) or 200 (none does); the API decides by querying and updating this flow. As
+    // a local activity the callback would hold this workflow task, and so the query and the update,
+    // until its wait ran out: a regular activity leaves the flow free to answer.
+    const acts = this.input.callback ? proxyActivities<DataPlaneActivities>(options) : proxyLocalActivities<DataPlaneActivities>(options);
     const next = () => {
       this.callbacks.shift();
       this.sendCallback();

@@ -142,6 +142,8 @@ beforeAll(async () => {
       fileRoot: cluster.root,
       provisioners: [{ kind: 'http', name: 'sources', url: providerSvc.url, side: 'source', endpointTypes: ['HttpData'] }],
       publicApi: { host: '127.0.0.1', port: 0 },
+      // the live source and the consumer's sink are on loopback: allowed explicitly (the default network policy refuses it)
+      allowedNetworks: ['127.0.0.0/8'],
       rateLimitBytesPerSec: 8 * 1024 * 1024,
       dps: {
         syncWaitMs: 25_000,
