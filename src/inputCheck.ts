@@ -11,7 +11,7 @@ import { TRANSFER_TYPES, type TransferProcessInput } from './TransferProcess.js'
  * stops a start that bypassed them, with the same rules for every field but the settings' ranges
  * (the openTransfer activity checks those with the schema). For valid input it returns what the
  * schema returns: unknown keys dropped, `endpointProperties` defaulted, URL credentials moved
- * into properties, and present settings completed with the defaults.
+ * into properties; settings only as given (the openTransfer activity adds the worker's defaults).
  */
 export function checkTransferProcessInput(raw: unknown): { input: TransferProcessInput } | { problems: string[] } {
   const problems: string[] = [];
@@ -48,7 +48,8 @@ export function checkTransferProcessInput(raw: unknown): { input: TransferProces
   const out: Record<string, unknown> = {};
   for (const [k, v] of Object.entries(rest)) if (v !== undefined) out[k] = v;
   if (dataDestination) out.dataDestination = dataAddressOf(dataDestination);
-  if (settings) out.settings = { ...TRANSFER_SETTINGS_DEFAULTS, ...Object.fromEntries(Object.entries(settings).filter(([, v]) => v !== undefined)) };
+  // in the schema's order (the defaults object lists the settings in it)
+  if (settings) out.settings = Object.fromEntries(Object.keys(TRANSFER_SETTINGS_DEFAULTS).filter((k) => settings[k] !== undefined).map((k) => [k, settings[k]]));
   // same key order as the schema's output
   const ordered: Record<string, unknown> = {};
   for (const k of Object.keys(input)) if (k in out) ordered[k] = out[k];

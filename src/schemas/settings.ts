@@ -21,6 +21,13 @@ export const duration = (min: string, max: string) => {
       return ms >= lo && ms <= hi;
     }, `duration must be between ${show(lo)} and ${show(hi)}`);
 };
+/** The fields with their defaults from a plain object (src/settings.ts: one source of truth). */
+function withDefaults<F extends Record<string, z.ZodType>>(fields: F, defaults: { [K in keyof F]: z.output<F[K]> }) {
+  return Object.fromEntries(Object.entries(fields).map(([k, schema]) => [k, schema.default(defaults[k] as never)])) as {
+    [K in keyof F]: z.ZodDefault<F[K]>;
+  };
+}
+
 /** Any duration from 1 ms to a year. */
 export const DurationSchema = duration('1ms', '366d');
 
@@ -28,29 +35,36 @@ export const DurationSchema = duration('1ms', '366d');
  * Timers and limits of a TransferProcess. Defaults (src/settings.ts) come from the control-plane
  * worker's config; a transfer may override any of them.
  */
-export const TransferSettingsSchema = z.strictObject({
+const transferFields = {
   /** How long a `*_REQUESTED` state waits for the data plane's callback before it is stale. */
-  requestedTimeout: duration('1s', '7d').default(TP.requestedTimeout),
+  requestedTimeout: duration('1s', '7d'),
   /** How many times a stale wait asks the data plane again before the process is terminated. */
-  staleRetries: z.number().int().min(0).max(20).default(TP.staleRetries),
+  staleRetries: z.number().int().min(0).max(20),
   /** How many times a failed callback (provisioning failed) re-sends the signaling call. */
-  callbackRetries: z.number().int().min(0).max(20).default(TP.callbackRetries),
+  callbackRetries: z.number().int().min(0).max(20),
   /** Backoff between those re-sends: initial, doubled each time, capped by the maximum. */
-  retryInitialInterval: duration('100ms', '1h').default(TP.retryInitialInterval),
-  retryMaximumInterval: duration('100ms', '1d').default(TP.retryMaximumInterval),
+  retryInitialInterval: duration('100ms', '1h'),
+  retryMaximumInterval: duration('100ms', '1d'),
   /** Attempts of each data-plane call, with exponential backoff (1 s doubling, at most 1 m apart). */
-  activityMaxAttempts: z.number().int().min(1).max(50).default(TP.activityMaxAttempts),
+  activityMaxAttempts: z.number().int().min(1).max(50),
   /**
    * How long a message to the counterparty is retried (backoff 1 s doubling, at most 1 m apart)
    * while it is unreachable, before the process gives up on it. A refusal (4xx) is final at once.
    */
-  counterpartyRetryBudget: duration('1s', '30d').default(TP.counterpartyRetryBudget),
+  counterpartyRetryBudget: duration('1s', '30d'),
   /** How long the consumer waits in REQUESTED for the provider to start the transfer. */
-  counterpartyTimeout: duration('1s', '90d').default(TP.counterpartyTimeout),
+  counterpartyTimeout: duration('1s', '90d'),
   /** How long a suspended process waits to be resumed before it is terminated. */
-  suspendedTimeout: duration('1s', '366d').default(TP.suspendedTimeout),
-});
-export const TransferSettingsOverridesSchema = TransferSettingsSchema.partial();
+  suspendedTimeout: duration('1s', '366d'),
+};
+
+/** Every setting, each absent one its default. */
+export const TransferSettingsSchema = z.strictObject(withDefaults(transferFields, TP));
+/**
+ * A transfer's overrides: only what it names (the worker's config gives the rest), so no defaults
+ * here (zod's `.partial()` of the schema above would fill in every one).
+ */
+export const TransferSettingsOverridesSchema = z.strictObject(transferFields).partial();
 
 /** Timers and limits of a DataFlow, from the data-plane worker's config (defaults: src/settings.ts). */
 export const DataFlowSettingsSchema = z.strictObject({
