@@ -6,7 +6,8 @@ import { checkHttpUrl, UrlPolicyError, type HttpPolicy } from '../src/urlPolicy.
 import { FileAddressError } from '../src/FileAddress.js';
 import { planProvisioning, ProvisionRejected, type DeprovisionReason, type Provisioner, type ProvisionResult, type ProvisionSide, type Role } from '../src/Provisioner.js';
 import type { CallbackTarget, DataFlowSetup } from '../src/DataFlow.js';
-import { DataFlowSettingsSchema, durationMs, type DataFlowSettings } from '../src/settings.js';
+import { durationMs, type DataFlowSettings } from '../src/settings.js';
+import { DataFlowSettingsSchema } from '../src/schemas/settings.js';
 import { dataPlaneCallbackSignal, type DataPlaneCallback } from '../src/TransferProcess.js';
 import { controlPlaneOfCallbackId, sendDpsCallback, type DpsCallbackDeps } from './dps/controlPlaneCallbacks.js';
 import { copyFile, SourceChanged } from './transfer/FileTransfer.js';

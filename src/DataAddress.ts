@@ -1,15 +1,6 @@
-import { z } from 'zod';
-import { EndpointSchema, LIMITS, PropertyNameSchema, PropertyValueSchema } from './limits.js';
+import type { z } from 'zod';
+import type { DataAddressShape, EndpointPropertySchema } from './schemas/DataAddress.js';
 
-/**
- * A DataAddress in the Dataspace Protocol shape (DSP 2025-1 `dataAddress`):
- * `endpointType` names the kind of endpoint, `endpoint` locates it and
- * `endpointProperties` carry everything else (auth, options) as name/value pairs.
- */
-export const EndpointPropertySchema = z.object({
-  name: PropertyNameSchema,
-  value: PropertyValueSchema,
-});
 export type EndpointProperty = z.infer<typeof EndpointPropertySchema>;
 
 /**
@@ -42,35 +33,15 @@ export function urlCredentialProblem(value: string): string | undefined {
   return undefined;
 }
 
-const credentialParams = (url: URL): string[] => [...new Set([...url.searchParams.keys()].filter((k) => CREDENTIAL_PARAM.test(k)))];
+export const credentialParams = (url: URL): string[] => [...new Set([...url.searchParams.keys()].filter((k) => CREDENTIAL_PARAM.test(k)))];
 
-const DataAddressShape = z.object({
-  endpointType: z.enum(KNOWN_ENDPOINT_TYPES, {
-    error: (issue) => `unknown endpointType ${JSON.stringify(issue.input)}; expected one of ${KNOWN_ENDPOINT_TYPES.join(', ')}`,
-  }),
-  endpoint: EndpointSchema,
-  endpointProperties: z.array(EndpointPropertySchema).max(LIMITS.properties, `at most ${LIMITS.properties} endpointProperties`).default([]),
-});
+/**
+ * A DataAddress in the Dataspace Protocol shape (DSP 2025-1 `dataAddress`):
+ * `endpointType` names the kind of endpoint, `endpoint` locates it and
+ * `endpointProperties` carry everything else (auth, options) as name/value pairs.
+ * Its schema (bounds, credential rules) is DataAddressSchema in src/schemas/DataAddress.ts.
+ */
 export type DataAddress = z.infer<typeof DataAddressShape>;
-
-export const DataAddressSchema = DataAddressShape
-  .superRefine((address, ctx) => {
-    const problem = urlCredentialProblem(address.endpoint);
-    if (problem) ctx.addIssue({ code: 'custom', path: ['endpoint'], message: `endpoint ${problem}` });
-    if (!URL.canParse(address.endpoint)) return;
-    const url = new URL(address.endpoint);
-    // what is moved into properties must still fit the bound, or the next layer would refuse the address
-    if (address.endpointProperties.length + credentialParams(url).length > LIMITS.properties) {
-      ctx.addIssue({ code: 'custom', path: ['endpointProperties'], message: `at most ${LIMITS.properties} endpointProperties (query credentials included)` });
-    }
-    for (const name of credentialParams(url)) {
-      if (url.searchParams.getAll(name).length > 1) ctx.addIssue({ code: 'custom', path: ['endpoint'], message: `endpoint names the query parameter ${JSON.stringify(name)} twice` });
-      if (address.endpointProperties.some((p) => p.name === `${QUERY_PROPERTY_PREFIX}${name}`)) {
-        ctx.addIssue({ code: 'custom', path: ['endpoint'], message: `endpoint has a query parameter ${JSON.stringify(name)} and a property ${QUERY_PROPERTY_PREFIX}${name}` });
-      }
-    }
-  })
-  .transform((address) => moveUrlCredentials(address));
 
 /** The address with credential-like query parameters moved from its endpoint into `query:<name>` properties. */
 export function moveUrlCredentials(address: DataAddress): DataAddress {

@@ -1,65 +1,29 @@
-import { z } from 'zod';
+import type { z } from 'zod';
 import { defineQuery, defineSignal, defineUpdate } from '@temporalio/workflow';
 import { defineSearchAttributeKey } from '@temporalio/common';
-import { DataAddressSchema, type DataAddress } from './DataAddress.js';
-import { IdSchema } from './ids.js';
+import type { DataAddress } from './DataAddress.js';
+import type {
+  DataFlowInputSchema,
+  DataFlowPrepareMessageSchema,
+  DataFlowStartMessageSchema,
+  ProvisionerCallbackSchema,
+  ReasonMessageSchema,
+} from './schemas/DataFlow.js';
 import type { DeprovisionReason, ProvisionerMatch, ProvisionSide, Role } from './Provisioner.js';
 import type { DataFlowSettings } from './settings.js';
 import type { DataFlowState } from './DataFlowState.js';
 
-/** The contract of the DataFlow workflow: the data-plane signaling interface and its status. */
+/**
+ * The contract of the DataFlow workflow: the data-plane signaling interface and its status. No zod
+ * (the workflow imports it): the schemas are in src/schemas/DataFlow.ts.
+ */
 
-export const DataFlowInputSchema = z.object({
-  flowId: IdSchema,
-  connectorId: IdSchema,
-  processId: IdSchema,
-  role: z.enum(['CONSUMER', 'PROVIDER']),
-  /** The data-plane instance that owns the flow (its task queue runs every activity). */
-  instanceId: IdSchema,
-  /** The TransferProcess workflow that receives the callbacks. */
-  callbackWorkflowId: z.string().min(1),
-  /**
-   * Where callbacks go: a TransferProcess workflow (Temporal signal), or a DPS control plane over
-   * HTTP. Absent: the Temporal signal to `callbackWorkflowId`.
-   */
-  callback: z
-    .discriminatedUnion('kind', [
-      z.object({ kind: z.literal('temporal'), workflowId: z.string().min(1) }),
-      z.object({ kind: z.literal('dps'), controlPlaneId: IdSchema, baseUrl: z.string().min(1) }),
-    ])
-    .optional(),
-  /**
-   * What the transfer is about, for data planes whose protocol carries it (DPS): given by the
-   * TransferProcess, so the call needs not ask it back (it could not answer while it waits).
-   */
-  transfer: z
-    .object({
-      transferType: z.string().min(1).max(64),
-      agreementId: z.string().min(1).max(256),
-      assetId: z.string().min(1).max(256),
-      counterpartyAddress: z.string().min(1).max(1024),
-      counterpartyId: z.string().min(1).max(256).optional(),
-    })
-    .optional(),
-});
 export type CallbackTarget = NonNullable<DataFlowInput['callback']>;
 export type DataFlowInput = z.infer<typeof DataFlowInputSchema>;
 
-export const DataFlowPrepareMessageSchema = z.object({
-  transferType: z.string().min(1),
-  destination: DataAddressSchema.optional(),
-  source: DataAddressSchema.optional(),
-});
 export type DataFlowPrepareMessage = z.infer<typeof DataFlowPrepareMessageSchema>;
 
 /** `start` (and `resume`): the provider's data plane moves the bytes; the consumer's only records it. */
-export const DataFlowStartMessageSchema = z.object({
-  transferType: z.string().min(1),
-  source: DataAddressSchema.optional(),
-  destination: DataAddressSchema.optional(),
-  /** A provider's pull: who the EDR is issued to (the token's audience). */
-  audience: z.string().min(1).optional(),
-});
 export type DataFlowStartMessage = z.infer<typeof DataFlowStartMessageSchema>;
 
 /** What every signaling call answers at once: did it trigger async (de)provisioning? */
@@ -113,19 +77,8 @@ export interface DataFlowStatus {
 }
 
 /** An external provisioning service finished what it answered "pending" to. */
-export const ProvisionerCallbackSchema = z.object({
-  op: z.enum(['provision', 'deprovision']),
-  /** The provisioning round whose callback URL the service used (the `round` the flow gave provision/deprovision); absent from URLs without one. */
-  round: z.string().min(1).max(128).optional(),
-  provisioner: z.string().min(1),
-  side: z.enum(['source', 'destination']),
-  ok: z.boolean(),
-  address: DataAddressSchema.optional(),
-  error: z.string().max(2000).optional(),
-});
 export type ProvisionerCallback = z.infer<typeof ProvisionerCallbackSchema>;
 
-export const ReasonMessageSchema = z.object({ reason: z.string().max(1000).optional() });
 export type ReasonMessage = z.infer<typeof ReasonMessageSchema>;
 
 export const prepareUpdate = defineUpdate<DataFlowResponse, [DataFlowPrepareMessage]>('prepare');

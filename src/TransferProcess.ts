@@ -1,52 +1,23 @@
-import { z } from 'zod';
+import type { z } from 'zod';
 import { defineQuery, defineSignal, defineUpdate } from '@temporalio/workflow';
 import { defineSearchAttributeKey } from '@temporalio/common';
-import { DataAddressSchema, type DataAddress } from './DataAddress.js';
-import { IdSchema } from './ids.js';
-import { AddressSchema, AgreementIdSchema, AssetIdSchema, PidSchema } from './limits.js';
+import type { DataAddress } from './DataAddress.js';
 import type { ProcessMessage, TransferRequestMessage } from './dsp.js';
-import { TransferSettingsOverridesSchema } from './settings.js';
+import type { DataPlaneCallbackSchema, ReasonSchema, TransferProcessInputSchema } from './schemas/TransferProcess.js';
 import type { Role } from './Provisioner.js';
 import type { TransferProcessState } from './TransferProcessState.js';
 
-/** The contract of the TransferProcess workflow: its input, status query, updates, signals and search attributes. */
+/**
+ * The contract of the TransferProcess workflow: its input, status query, updates, signals and search
+ * attributes. No zod (the workflow imports it): the schemas are in src/schemas/TransferProcess.ts.
+ */
 
 /** Transfer types: `<endpointType>-<PUSH|PULL>` as in DSP `format`. */
 export const TRANSFER_TYPES = ['File-PUSH', 'HttpData-PUSH', 'HttpData-PULL'] as const;
-export const TransferTypeSchema = z.enum(TRANSFER_TYPES, {
-  error: (i) => `unsupported transferType ${JSON.stringify(i.input)}; supported: ${TRANSFER_TYPES.join(', ')}`,
-});
-export type TransferType = z.infer<typeof TransferTypeSchema>;
+export type TransferType = (typeof TRANSFER_TYPES)[number];
 /** A pull: the provider's data plane issues an EDR and the consumer fetches with it; nothing is pushed. */
 export const isPull = (type: string): boolean => type.endsWith('-PULL');
 
-export const TransferProcessInputSchema = z.object({
-  role: z.enum(['CONSUMER', 'PROVIDER']),
-  /** This connector. */
-  connectorId: IdSchema,
-  /** This side's process id (consumerPid for the consumer, providerPid for the provider). */
-  processId: IdSchema,
-  /** The other side's process id, when known at start (the provider knows the consumerPid). */
-  counterpartyPid: PidSchema.optional(),
-  /** Where the counterparty's connector is reached, e.g. `temporal://provider`. */
-  counterpartyAddress: AddressSchema,
-  /**
-   * Who the counterparty is (its authenticated id: a configured DSP counterparty, or the in-cluster
-   * consumer connector): only it may touch this process; addresses are not identities. The DSP
-   * server also puts it in the workflow's memo.
-   */
-  counterpartyId: IdSchema.optional(),
-  agreementId: AgreementIdSchema,
-  assetId: AssetIdSchema,
-  transferType: TransferTypeSchema,
-  /** Consumer: where the data should go. Provider: the address the consumer asked for. */
-  dataDestination: DataAddressSchema.optional(),
-  /** Pin the transfer to one data-plane instance instead of letting the selector choose. */
-  dataPlaneId: IdSchema.optional(),
-  settings: TransferSettingsOverridesSchema.optional(),
-  /** Provider: `manual` waits in REQUESTED for a client `start` (an operator's go-ahead) instead of starting at once. */
-  startPolicy: z.enum(['automatic', 'manual']).optional(),
-});
 export type TransferProcessInput = z.infer<typeof TransferProcessInputSchema>;
 
 export interface StateChange {
@@ -92,17 +63,8 @@ export interface TransferProcessStatus {
 }
 
 /** What the data plane reports back on a `*_REQUESTED` wait or when the transfer ends. */
-export const DataPlaneCallbackSchema = z.object({
-  flowId: z.string(),
-  /** Which call this answers; `transfer` reports the end of the bytes' movement. */
-  op: z.enum(['prepare', 'start', 'suspend', 'terminate', 'transfer']),
-  ok: z.boolean(),
-  dataAddress: DataAddressSchema.optional(),
-  error: z.string().optional(),
-});
 export type DataPlaneCallback = z.infer<typeof DataPlaneCallbackSchema>;
 
-export const ReasonSchema = z.object({ reason: z.string().max(1000).optional() });
 export type ReasonArgs = z.infer<typeof ReasonSchema>;
 
 export const transferProcessStatusQuery = defineQuery<TransferProcessStatus>('status');

@@ -1,5 +1,6 @@
 import path from 'node:path';
-import { DataAddressSchema, type DataAddress } from './DataAddress.js';
+import type { DataAddress } from './DataAddress.js';
+import { DataAddressSchema } from './schemas/DataAddress.js';
 import { isConfinedPath } from './FileAddress.js';
 import { isPull, TRANSFER_TYPES, type TransferType } from './TransferProcess.js';
 import { parseHttpUrl, UrlPolicyError } from './urlPolicy.js';

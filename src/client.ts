@@ -4,14 +4,16 @@ import type { DataConverter } from '@temporalio/common';
 import { z } from 'zod';
 import { ferryDataConverter } from './codec.js';
 import { connectionOptions, resolveTemporalConnection, type ResolveOptions, type TemporalConnection } from './connection.js';
-import { DataAddressSchema, urlCredentialProblem, type DataAddress } from './DataAddress.js';
+import { urlCredentialProblem, type DataAddress } from './DataAddress.js';
+import { DataAddressSchema } from './schemas/DataAddress.js';
 import { KEY_VARIABLES, keyringFromEnv, type Keyring } from './keys.js';
 import { isConfinedPath } from './FileAddress.js';
 import { listTransfers, showTransfer, type TransferDetails, type TransferListFilter, type TransferSummary } from './inspect.js';
-import { controlPlaneTaskQueue, IdSchema, IN_CLUSTER_SCHEME, transferProcessWorkflowId } from './ids.js';
-import { AddressSchema, AgreementIdSchema, AssetIdSchema } from './limits.js';
+import { controlPlaneTaskQueue, IN_CLUSTER_SCHEME, transferProcessWorkflowId } from './ids.js';
+import { IdSchema } from './schemas/ids.js';
+import { AddressSchema, AgreementIdSchema, AssetIdSchema } from './schemas/limits.js';
 import { startTransferProcess } from './processStart.js';
-import { TransferSettingsOverridesSchema } from './settings.js';
+import { TransferSettingsOverridesSchema } from './schemas/settings.js';
 import {
   completeUpdate,
   edrQuery,
@@ -22,11 +24,11 @@ import {
   terminateUpdate,
   transferProcessStatusQuery,
   TRANSFER_FAILED,
-  TransferTypeSchema,
   type TransferProcessInput,
   type TransferProcessResult,
   type TransferProcessStatus,
 } from './TransferProcess.js';
+import { TransferTypeSchema } from './schemas/TransferProcess.js';
 import type { TransferProcessState } from './TransferProcessState.js';
 import { parseHttpUrl, UrlPolicyError } from './urlPolicy.js';
 

@@ -1,10 +1,11 @@
 import { z } from 'zod';
 import { TemporalConnectionSchema } from './connection.js';
-import { DataAddressSchema } from './DataAddress.js';
-import { IdSchema } from './ids.js';
-import { AgreementIdSchema, AssetIdSchema, LIMITS } from './limits.js';
-import { DataFlowSettingsSchema, duration, TransferSettingsSchema } from './settings.js';
-import { TransferTypeSchema } from './TransferProcess.js';
+import { DataAddressSchema } from './schemas/DataAddress.js';
+import { IdSchema } from './schemas/ids.js';
+import { LIMITS } from './limits.js';
+import { AgreementIdSchema, AssetIdSchema } from './schemas/limits.js';
+import { DataFlowSettingsSchema, duration, TransferSettingsSchema } from './schemas/settings.js';
+import { TransferTypeSchema } from './schemas/TransferProcess.js';
 import { isValidCidr, parseHttpUrl } from './urlPolicy.js';
 import { JwksSchema } from './dps.js';
 

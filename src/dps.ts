@@ -1,7 +1,7 @@
 import { z } from 'zod';
 import { HTTP_EDR_ENDPOINT_TYPE, property, type DataAddress } from './DataAddress.js';
 import type { DataFlowState } from './DataFlowState.js';
-import { IdSchema } from './ids.js';
+import { IdSchema } from './schemas/ids.js';
 import { TRANSFER_TYPES, type TransferType } from './TransferProcess.js';
 
 /**

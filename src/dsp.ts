@@ -1,66 +1,20 @@
-import { z } from 'zod';
-import { DataAddressSchema, endpointUrl, QUERY_PROPERTY_PREFIX, type DataAddress } from './DataAddress.js';
-import { AddressSchema, AgreementIdSchema, AssetIdSchema, CodeSchema, ContextSchema, PidSchema, ReasonsSchema, token } from './limits.js';
-import { depthOf, isUnderUrl } from './urlPolicy.js';
+import type { z } from 'zod';
+import { endpointUrl, QUERY_PROPERTY_PREFIX, type DataAddress } from './DataAddress.js';
+import type {
+  ProcessMessageSchema,
+  TransferCompletionMessageSchema,
+  TransferRequestMessageSchema,
+  TransferStartMessageSchema,
+  TransferSuspensionMessageSchema,
+  TransferTerminationMessageSchema,
+} from './schemas/dsp.js';
 
 /**
  * Dataspace Protocol (2025-1) transfer messages between connectors. Every transport (in-cluster
  * today, HTTPS later) carries exactly these; the TransferProcess workflow never sees a transport.
+ * No zod here (workflows import this module): the message schemas are in src/schemas/dsp.ts.
  */
 export const DSP_CONTEXT = 'https://w3id.org/dspace/2025/1/context.jsonld';
-
-// Every string is bounded (src/limits.ts): what one layer accepts, every other accepts too.
-const base = { '@context': ContextSchema.default([DSP_CONTEXT]) };
-const Pid = PidSchema;
-
-export const TransferRequestMessageSchema = z.object({
-  ...base,
-  '@type': z.literal('TransferRequestMessage'),
-  consumerPid: Pid,
-  agreementId: AgreementIdSchema,
-  /** ferry's in-cluster extension: which asset of the agreement. Over HTTPS the agreement names it. */
-  assetId: AssetIdSchema.optional(),
-  format: token('format', 64),
-  dataAddress: DataAddressSchema.optional(),
-  callbackAddress: AddressSchema,
-});
-export const TransferStartMessageSchema = z.object({
-  ...base,
-  '@type': z.literal('TransferStartMessage'),
-  consumerPid: Pid,
-  providerPid: Pid,
-  dataAddress: DataAddressSchema.optional(),
-});
-export const TransferSuspensionMessageSchema = z.object({
-  ...base,
-  '@type': z.literal('TransferSuspensionMessage'),
-  consumerPid: Pid,
-  providerPid: Pid,
-  code: CodeSchema.optional(),
-  reason: ReasonsSchema.default([]),
-});
-export const TransferCompletionMessageSchema = z.object({
-  ...base,
-  '@type': z.literal('TransferCompletionMessage'),
-  consumerPid: Pid,
-  providerPid: Pid,
-});
-export const TransferTerminationMessageSchema = z.object({
-  ...base,
-  '@type': z.literal('TransferTerminationMessage'),
-  consumerPid: Pid,
-  providerPid: Pid,
-  code: CodeSchema.optional(),
-  reason: ReasonsSchema.default([]),
-});
-
-/** Messages about an existing process (everything but the request that creates it). */
-export const ProcessMessageSchema = z.discriminatedUnion('@type', [
-  TransferStartMessageSchema,
-  TransferSuspensionMessageSchema,
-  TransferCompletionMessageSchema,
-  TransferTerminationMessageSchema,
-]);
 
 export type TransferRequestMessage = z.infer<typeof TransferRequestMessageSchema>;
 export type TransferStartMessage = z.infer<typeof TransferStartMessageSchema>;
@@ -136,22 +90,3 @@ export function toDspDataAddress(address: DataAddress) {
 
 /** A DSP address without trailing slashes: `https://x/dsp/` and `https://x/dsp` are one connector. */
 export const trimSlash = (address: string): string => address.replace(/\/+$/, '');
-
-/**
- * Is `address` the connector base `base` or a URL below it? Parsed and normalised URLs, compared on
- * scheme, host, port and whole path segments (src/urlPolicy.ts); never a string prefix.
- */
-export const isUnder = (address: string, base: string): boolean => isUnderUrl(address, base);
-
-/**
- * The configured counterparty an address belongs to: the one whose base address is the most
- * specific (most path segments) of those the address lies under. Used to choose the token a
- * message carries, never to decide who may touch a process (that is the bound counterparty id).
- */
-export function counterpartyOwning<C extends { address: string }>(counterparties: readonly C[], address: string): C | undefined {
-  let best: C | undefined;
-  for (const c of counterparties) {
-    if (isUnder(address, c.address) && (!best || depthOf(c.address) > depthOf(best.address))) best = c;
-  }
-  return best;
-}

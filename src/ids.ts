@@ -1,11 +1,7 @@
-import { z } from 'zod';
-
-/** Ids end up in workflow ids, task queues and directory names: keep them to a safe alphabet. */
-export const IdSchema = z
-  .string()
-  .min(1)
-  .max(128)
-  .regex(/^[A-Za-z0-9][A-Za-z0-9._-]*$/, 'ids use letters, digits, ".", "_" and "-" and start with a letter or digit');
+/** Ids end up in workflow ids, task queues and directory names: keep them to a safe alphabet (IdSchema in src/schemas/ids.ts). */
+export const ID_PATTERN = /^[A-Za-z0-9][A-Za-z0-9._-]*$/;
+export const ID_MAX = 128;
+export const ID_RULE = 'ids use letters, digits, ".", "_" and "-" and start with a letter or digit';
 
 /**
  * Workflow types. The state-table workflows run under new type names, so executions of the frozen

@@ -27,7 +27,8 @@ export {
 } from './inspect.js';
 export { Keyring, KEY_VARIABLES, keyringFromEnv, newKeyId } from './keys.js';
 export { ferryDataConverter, EncryptionCodec } from './codec.js';
-export { DataAddressSchema, type DataAddress, type EndpointProperty } from './DataAddress.js';
+export { type DataAddress, type EndpointProperty } from './DataAddress.js';
+export { DataAddressSchema } from './schemas/DataAddress.js';
 export { TransferProcessStates, FINAL_TRANSFER_PROCESS_STATES, type TransferProcessState } from './TransferProcessState.js';
 export { DataFlowStates, type DataFlowState } from './DataFlowState.js';
 export { TRANSFER_TYPES, type TransferType, type TransferProcessStatus, type TransferProcessResult } from './TransferProcess.js';

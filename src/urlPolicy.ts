@@ -163,3 +163,22 @@ export function checkHttpUrl(raw: string, policy: HttpPolicy, what = 'URL'): Par
   if (url.ip && !isAddressAllowed(url.host, policy)) throw new UrlPolicyError(`${what} ${url.origin} is in a ${rangeOf(url.host)} range, which is not allowed`);
   return url;
 }
+
+/**
+ * Is `address` the connector base `base` or a URL below it? Parsed and normalised URLs, compared on
+ * scheme, host, port and whole path segments; never a string prefix.
+ */
+export const isUnder = (address: string, base: string): boolean => isUnderUrl(address, base);
+
+/**
+ * The configured counterparty an address belongs to: the one whose base address is the most
+ * specific (most path segments) of those the address lies under. Used to choose the token a
+ * message carries, never to decide who may touch a process (that is the bound counterparty id).
+ */
+export function counterpartyOwning<C extends { address: string }>(counterparties: readonly C[], address: string): C | undefined {
+  let best: C | undefined;
+  for (const c of counterparties) {
+    if (isUnder(address, c.address) && (!best || depthOf(c.address) > depthOf(best.address))) best = c;
+  }
+  return best;
+}

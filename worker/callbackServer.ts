@@ -4,7 +4,7 @@ import type { AddressInfo } from 'node:net';
 import { z } from 'zod';
 import type { Client } from '@temporalio/client';
 import { WorkflowNotFoundError } from '@temporalio/common';
-import { DataAddressSchema } from '../src/DataAddress.js';
+import { DataAddressSchema } from '../src/schemas/DataAddress.js';
 import { provisionerCallbackSignal, type ProvisionerCallback } from '../src/DataFlow.js';
 import type { ProvisionSide } from '../src/Provisioner.js';
 import type { Keyring } from '../src/keys.js';

@@ -8,7 +8,8 @@ import type { DpsAuth } from '../activities/dps/auth.js';
 import { DPS_MEMO_KEY, dpsCallbackWorkflowId, type ControlPlaneDirectory, type DpsFlowMemo } from '../activities/dps/controlPlaneCallbacks.js';
 import { PendingCallbacks } from '../activities/dps/stateStore.js';
 import type { DataPlaneConfig, DpsControlPlane, DpsDataPlaneConfig } from '../src/config.js';
-import { DataAddressSchema, type DataAddress } from '../src/DataAddress.js';
+import type { DataAddress } from '../src/DataAddress.js';
+import { DataAddressSchema } from '../src/schemas/DataAddress.js';
 import type { DataFlowInput, DataFlowResponse, DataFlowStartMessage, DataFlowStatus } from '../src/DataFlow.js';
 import {
   ControlPlaneRegistrationSchema,

@@ -7,22 +7,21 @@ import { admitTransferRequest } from '../src/admission.js';
 import type { ControlPlaneConfig, Counterparty, DspConfig } from '../src/config.js';
 import type { DataAddress } from '../src/DataAddress.js';
 import {
-  counterpartyOwning,
   DSP_CONTEXT,
   dspStateOf,
   FINAL_STATE_OF,
-  isUnder,
   MESSAGE_ID_HEADER,
   MESSAGE_PATHS,
-  ProcessMessageSchema,
   trimSlash,
-  TransferRequestMessageSchema,
   type DspTransferError,
   type DspTransferProcess,
   type MessagePath,
   type ProcessMessageType,
 } from '../src/dsp.js';
-import { IdSchema, transferProcessWorkflowId } from '../src/ids.js';
+import { ProcessMessageSchema, TransferRequestMessageSchema } from '../src/schemas/dsp.js';
+import { counterpartyOwning, isUnder } from '../src/urlPolicy.js';
+import { transferProcessWorkflowId } from '../src/ids.js';
+import { IdSchema } from '../src/schemas/ids.js';
 import { LIMITS } from '../src/limits.js';
 import { providerPidFor, startTransferProcess, type ProcessMemo } from '../src/processStart.js';
 import { durationMs } from '../src/settings.js';

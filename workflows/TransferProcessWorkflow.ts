@@ -37,7 +37,6 @@ import {
   suspendUpdate,
   terminateUpdate,
   transferProcessStatusQuery,
-  TransferProcessInputSchema,
   TransferRoleAttr,
   TransferStateAttr,
   TransferTypeAttr,
@@ -53,6 +52,7 @@ import {
   type TransferProcessStatus,
   type WatchAlarm,
 } from '../src/TransferProcess.js';
+import { checkTransferProcessInput } from '../src/inputCheck.js';
 import { watchdogAlarmSignal } from '../src/Watchdog.js';
 import {
   PEER_EVENTS,
@@ -80,9 +80,9 @@ import { backoffMs, message, now, toMs } from './workflowUtil.js';
 
 /** The workflow type `transferProcess` (src/ids.ts); the earlier code runs as `transferProcessWorkflow`. */
 export async function transferProcess(raw: TransferProcessInput): Promise<TransferProcessResult> {
-  const parsed = TransferProcessInputSchema.safeParse(raw);
-  if (!parsed.success) throw ApplicationFailure.nonRetryable(`invalid transfer process input: ${parsed.error.message}`, 'InvalidInput');
-  const process = new TransferProcess(parsed.data);
+  const parsed = checkTransferProcessInput(raw);
+  if ('problems' in parsed) throw ApplicationFailure.nonRetryable(`invalid transfer process input: ${parsed.problems.join('; ')}`, 'InvalidInput');
+  const process = new TransferProcess(parsed.input);
   process.setup();
   return process.run();
 }

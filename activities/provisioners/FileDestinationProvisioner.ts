@@ -2,7 +2,7 @@ import { readdir, rm, unlink } from 'node:fs/promises';
 import path from 'node:path';
 import { withProperty, type DataAddress } from '../../src/DataAddress.js';
 import { CREATE_DIRECTORY, FileAddressError, resolveInRoot } from '../../src/FileAddress.js';
-import { IdSchema } from '../../src/ids.js';
+import { IdSchema } from '../../src/schemas/ids.js';
 import {
   matches,
   ProvisionRejected,

@@ -1,5 +1,6 @@
 import { z } from 'zod';
-import { DataAddressSchema, type DataAddress } from '../../src/DataAddress.js';
+import type { DataAddress } from '../../src/DataAddress.js';
+import { DataAddressSchema } from '../../src/schemas/DataAddress.js';
 import {
   matches,
   ProvisionRejected,

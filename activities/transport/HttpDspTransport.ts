@@ -1,9 +1,7 @@
 import type { Counterparty, DspConfig } from '../../src/config.js';
 import type { DataAddress } from '../../src/DataAddress.js';
 import {
-  counterpartyOwning,
   DSP_STATES,
-  isUnder,
   MESSAGE_ID_HEADER,
   pathOfMessage,
   toDspDataAddress,
@@ -14,6 +12,7 @@ import {
   type ProcessMessage,
   type TransferRequestMessage,
 } from '../../src/dsp.js';
+import { counterpartyOwning, isUnder } from '../../src/urlPolicy.js';
 import { CounterpartyRejected, type CounterpartyTransport, type SendOptions } from '../../src/Transport.js';
 import { UrlPolicyError } from '../../src/urlPolicy.js';
 import { policyFetch } from '../net/policyFetch.js';

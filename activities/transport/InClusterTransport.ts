@@ -13,12 +13,12 @@ import {
   counterpartyMessageUpdate,
   requestUpdate,
   transferLinks,
-  TransferProcessInputSchema,
   transferProcessStatusQuery,
   transferSearchAttributes,
   transferSummary,
   type TransferProcessInput,
 } from '../../src/TransferProcess.js';
+import { TransferProcessInputSchema } from '../../src/schemas/TransferProcess.js';
 import { CounterpartyRejected, type CounterpartyTransport, type SendOptions } from '../../src/Transport.js';
 
 /**

@@ -2,7 +2,7 @@ import fc from 'fast-check';
 import { Client, Connection } from '@temporalio/client';
 import { describe, expect, it } from 'vitest';
 import { FerryClient, InvalidRequestError, TransferRequestSchema } from '../../src/client.js';
-import { TransferSettingsSchema } from '../../src/settings.js';
+import { TransferSettingsSchema } from '../../src/schemas/settings.js';
 import { fuzzParams } from './params.js';
 
 /**

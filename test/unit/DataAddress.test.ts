@@ -1,6 +1,7 @@
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
-import { DataAddressSchema, endpointUrl, isDisplayableProperty, redact, redactUrl, type DataAddress } from '../../src/DataAddress.js';
+import { endpointUrl, isDisplayableProperty, redact, redactUrl, type DataAddress } from '../../src/DataAddress.js';
+import { DataAddressSchema } from '../../src/schemas/DataAddress.js';
 import { TransferRequestSchema } from '../../src/client.js';
 import { toDspDataAddress } from '../../src/dsp.js';
 

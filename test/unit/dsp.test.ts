@@ -1,5 +1,6 @@
 import { describe, expect, it } from 'vitest';
-import { isUnder, pathOfMessage } from '../../src/dsp.js';
+import { pathOfMessage } from '../../src/dsp.js';
+import { isUnder } from '../../src/urlPolicy.js';
 
 describe('DSP addresses', () => {
   it('matches a connector base with or without trailing slashes, and paths below it', () => {

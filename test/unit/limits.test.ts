@@ -1,8 +1,9 @@
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
-import { DataAddressSchema } from '../../src/DataAddress.js';
-import { AddressSchema, AgreementIdSchema, LIMITS, PidSchema, utf8Bytes } from '../../src/limits.js';
-import { TransferProcessInputSchema } from '../../src/TransferProcess.js';
+import { DataAddressSchema } from '../../src/schemas/DataAddress.js';
+import { LIMITS, utf8Bytes } from '../../src/limits.js';
+import { AddressSchema, AgreementIdSchema, PidSchema } from '../../src/schemas/limits.js';
+import { TransferProcessInputSchema } from '../../src/schemas/TransferProcess.js';
 import { fuzzParams } from '../fuzz/params.js';
 
 /** What one layer accepts, the next one accepts too: the bounds are one set of schemas. */

@@ -33,7 +33,6 @@ import {
   suspendUpdate,
   terminateUpdate,
   transferProcessStatusQuery,
-  TransferProcessInputSchema,
   TransferRoleAttr,
   TransferStateAttr,
   TransferTypeAttr,
@@ -45,6 +44,7 @@ import {
   type TransferProcessResult,
   type TransferProcessStatus,
 } from '../../src/TransferProcess.js';
+import { checkTransferProcessInput } from '../../src/inputCheck.js';
 import {
   isFinalTransferProcessState,
   TRANSFER_PROCESS_TRANSITIONS,
@@ -77,9 +77,9 @@ const INTERRUPTIBLE_COUNTERPARTY_CALLS = 'interruptible-counterparty-calls';
 const local = proxyLocalActivities<ControlPlaneActivities>({ startToCloseTimeout: '10s', retry: { maximumAttempts: 5 } });
 
 export async function transferProcessWorkflowV1(raw: TransferProcessInput): Promise<TransferProcessResult> {
-  const parsed = TransferProcessInputSchema.safeParse(raw);
-  if (!parsed.success) throw ApplicationFailure.nonRetryable(`invalid transfer process input: ${parsed.error.message}`, 'InvalidInput');
-  const input = parsed.data;
+  const parsed = checkTransferProcessInput(raw);
+  if ('problems' in parsed) throw ApplicationFailure.nonRetryable(`invalid transfer process input: ${parsed.problems.join('; ')}`, 'InvalidInput');
+  const input = parsed.input;
   const { role, processId, connectorId } = input;
   const self = workflowInfo().workflowId;
 
