@@ -14,7 +14,7 @@ import { transferProcessStatusQuery, type DataPlaneRef, type TransferProcessInpu
 import { watchdogAlarmSignal, type Suspect, type SweepResult } from '../src/Watchdog.js';
 import { callDataFlow, dataFlowWorkflowIdOf, DataFlowGone, DataFlowRefused } from './dataFlowCalls.js';
 import { callDpsDataPlane, dpsDataFlowState, type DataPlaneDirectory, type DpsDataPlaneClientDeps, type TransferContext } from './dps/dataPlaneClient.js';
-import { CounterpartyRejected, type CounterpartyTransport } from '../src/Transport.js';
+import { CounterpartyBusy, CounterpartyRejected, type CounterpartyTransport } from '../src/Transport.js';
 
 /** Side effects of the control plane: talking to its data planes and to the counterparty. */
 
@@ -80,6 +80,8 @@ export function createControlPlaneActivities(deps: ControlPlaneDeps) {
       return await fn();
     } catch (e) {
       if (e instanceof CounterpartyRejected) throw ApplicationFailure.nonRetryable(e.message, 'CounterpartyRejected');
+      // a busy counterparty said when to come back: the next attempt waits that long, not the backoff's guess
+      if (e instanceof CounterpartyBusy) throw ApplicationFailure.create({ message: e.message, type: 'CounterpartyBusy', nextRetryDelay: e.retryAfterMs });
       throw e;
     }
   };

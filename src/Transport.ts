@@ -27,6 +27,25 @@ export interface CounterpartyTransport {
 }
 
 /** The counterparty answered and said no (illegal state, unknown process): retrying cannot help. */
+/** The counterparty is busy (429/503) and said when to come back: the retry waits that long. */
+export class CounterpartyBusy extends Error {
+  constructor(
+    message: string,
+    readonly retryAfterMs: number,
+  ) {
+    super(message);
+    this.name = 'CounterpartyBusy';
+  }
+}
+
+/** Retry-After (seconds or an HTTP date) in milliseconds, bounded to [1 s, 60 s]; undefined when absent or unreadable. */
+export function retryAfterMs(header: string | null, now = Date.now()): number | undefined {
+  if (!header) return undefined;
+  const seconds = /^\d{1,9}$/.test(header.trim()) ? Number(header.trim()) * 1000 : Date.parse(header) - now;
+  if (!Number.isFinite(seconds)) return undefined;
+  return Math.min(60_000, Math.max(1000, seconds));
+}
+
 export class CounterpartyRejected extends Error {
   constructor(message: string) {
     super(message);

@@ -253,7 +253,7 @@ export const DspLimitsSchema = z.strictObject({
   maxRequests: z.number().int().min(1).max(1_000_000).default(600),
   window: duration('1s', '1h').default('1m'),
   /** Requests in progress at once before 429. */
-  concurrency: z.number().int().min(1).max(10_000).default(16),
+  concurrency: z.number().int().min(1).max(10_000).default(64),
   /** Largest request body; larger ones get 413 before they are parsed. */
   bodyBytes: z.number().int().min(1024).max(16 * 1024 * 1024).default(64 * 1024),
   /** How long a request may take (its Temporal calls included) before 503. */

@@ -13,7 +13,7 @@ import {
   type TransferRequestMessage,
 } from '../../src/dsp.js';
 import { counterpartyOwning, isUnder } from '../../src/urlPolicy.js';
-import { CounterpartyRejected, type CounterpartyTransport, type SendOptions } from '../../src/Transport.js';
+import { CounterpartyBusy, CounterpartyRejected, retryAfterMs, type CounterpartyTransport, type SendOptions } from '../../src/Transport.js';
 import { UrlPolicyError } from '../../src/urlPolicy.js';
 import { policyFetch } from '../net/policyFetch.js';
 
@@ -106,6 +106,8 @@ export class HttpDspTransport implements CounterpartyTransport {
     if (res.status >= 400 && res.status < 500 && res.status !== 408 && res.status !== 429) {
       throw new CounterpartyRejected(`${counterparty.id} answered ${res.status} to POST ${path}: ${describeError(text)}`);
     }
+    const wait = res.status === 429 || res.status === 503 ? retryAfterMs(res.headers.get('retry-after')) : undefined;
+    if (wait !== undefined) throw new CounterpartyBusy(`${counterparty.id} answered ${res.status} to POST ${path} (retry after ${wait} ms)`, wait);
     throw new Error(`${counterparty.id} answered ${res.status} to POST ${path}`);
   }
 

@@ -4,6 +4,7 @@ import path from 'node:path';
 import { parseArgs } from 'node:util';
 import { installRuntime } from '../../worker/runtime.js';
 import { DSP_BUDGET_MS, FINAL_PROCESS_STATES, Harness, pool, sleep, type Transfer, type TransferKind, type TransferSnapshot } from './harness.js';
+import { workerOutputs } from '../support/processes.js';
 
 /**
  * `npm run drill`: fault drills on real processes (issue 9 §3). Each drill starts a batch of
@@ -380,7 +381,11 @@ async function main(): Promise<void> {
   } finally {
     await h.close();
     if (!values.keep) rmSync(root, { recursive: true, force: true });
-    else log(`kept ${root}`);
+    else {
+      // with the database, what every worker process printed: the story of a lost transfer
+      workerOutputs.forEach((w, i) => writeFileSync(path.join(root, `worker-${i}-${w.name.split(' ')[1] ?? 'worker'}.log`), w.text));
+      log(`kept ${root} (Temporal's database, the configs, every worker's output)`);
+    }
   }
   console.log(`\n${table(rows)}\n`);
   for (const r of rows.filter((x) => x.notes.length)) console.log(`${r.drill}: ${r.notes.join('; ')}`);

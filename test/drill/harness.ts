@@ -37,12 +37,12 @@ export const DRILL_TRANSFER_SETTINGS = {
   activityMaxAttempts: 10,
   retryInitialInterval: '1s',
   retryMaximumInterval: '4s',
-  counterpartyRetryBudget: '30s',
+  counterpartyRetryBudget: '60s',
 };
 /** The connector watchdog, sooner than by default, so a lost data plane or counterparty ends a transfer within the drill. */
 export const DRILL_WATCHDOG = { interval: '30s', lostAfter: '2m' };
 /** How long a counterparty may be away before the messages to it give up (`counterpartyRetryBudget`). */
-export const DSP_BUDGET_MS = 30_000;
+export const DSP_BUDGET_MS = 60_000;
 export const DRILL_DATAFLOW_SETTINGS = { provisionTimeout: '45s', deprovisionTimeout: '45s' };
 /** Each push is capped so a slow asset is still moving when the drill strikes. */
 export const PUSH_RATE = 256 * KiB;

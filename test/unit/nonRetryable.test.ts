@@ -15,10 +15,10 @@ import { CounterpartyRejected } from '../../src/Transport.js';
 const dead = () => new Client({ connection: Connection.lazy({ address: '127.0.0.1:1', connectTimeout: '1s' }) });
 let peer: Server;
 let peerUrl: string;
-let answer = { status: 200, body: '<html>ok</html>' };
+let answer: { status: number; body: string; headers?: Record<string, string> } = { status: 200, body: '<html>ok</html>' };
 
 beforeAll(async () => {
-  peer = createServer((req, res) => req.resume().on('end', () => res.writeHead(answer.status, { 'content-type': 'text/html' }).end(answer.body)));
+  peer = createServer((req, res) => req.resume().on('end', () => res.writeHead(answer.status, { 'content-type': 'text/html', ...answer.headers }).end(answer.body)));
   await new Promise<void>((r) => peer.listen(0, '127.0.0.1', r));
   peerUrl = `http://127.0.0.1:${(peer.address() as AddressInfo).port}/dsp`;
 });
@@ -35,6 +35,24 @@ describe('non-retryable refusals', () => {
     ).rejects.toBeInstanceOf(CounterpartyRejected);
     answer = { status: 302, body: '' };
     await expect(transport.send(peerUrl, 'c1', { '@context': [DSP_CONTEXT], '@type': 'TransferCompletionMessage', consumerPid: 'c1', providerPid: 'p1' })).rejects.toBeInstanceOf(CounterpartyRejected);
+  });
+
+  it('a busy counterparty (429 or 503 with Retry-After) is asked again after the time it names, not the backoff\'s guess', async () => {
+    const dsp = DspConfigSchema.parse({ counterparties: [{ id: 'p', address: peerUrl, inboundToken: 'x'.repeat(16), outboundToken: 'y'.repeat(16) }] });
+    const transport = new HttpDspTransport({ ...dsp, publicUrl: 'http://127.0.0.1:9/dsp' });
+    const config = ControlPlaneConfigSchema.parse({ connectorId: 'c', dataPlanes: [{ id: 'dp', transferTypes: ['File-PUSH'] }], dsp });
+    const acts = createControlPlaneActivities({ config, client: dead(), transports: [transport] });
+    const send = () =>
+      new MockActivityEnvironment().run(acts.sendToCounterparty, { address: peerUrl, receiverPid: 'c1', message: { '@context': [DSP_CONTEXT], '@type': 'TransferCompletionMessage' as const, consumerPid: 'c1', providerPid: 'p1' } }).catch((e: unknown) => e);
+    answer = { status: 429, body: '{}', headers: { 'retry-after': '7' } };
+    expect(await send()).toMatchObject({ type: 'CounterpartyBusy', nonRetryable: false, nextRetryDelay: 7000 });
+    answer = { status: 503, body: '', headers: { 'retry-after': '3600' } };
+    expect(await send()).toMatchObject({ type: 'CounterpartyBusy', nextRetryDelay: 60_000 }); // bounded: a minute at most
+    // without Retry-After: the usual backoff (a plain retryable error)
+    answer = { status: 429, body: '{}' };
+    const plain = await send();
+    expect(plain).toBeInstanceOf(Error);
+    expect(plain).not.toMatchObject({ type: 'CounterpartyBusy' });
   });
 
   it('an in-cluster request the provider workflow would refuse is refused once, nothing started', async () => {
