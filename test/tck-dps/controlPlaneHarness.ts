@@ -138,7 +138,7 @@ async function startDspFront(tokens: Record<string, string>): Promise<{ url: str
       payload = JSON.stringify(parsed);
     }
     const answer = await fetch(`${target}${url.pathname}`, { method: req.method!, headers, ...(req.method === 'POST' ? { body: payload } : {}) });
-    if (!answer.ok) console.log(`[tck:dps] DSP front: ${req.method} ${url.pathname} -> ${answer.status} ${await answer.clone().text()}`);
+    if (!answer.ok) console.log(`[tck:dps] DSP front: ${req.method} ${url.pathname} -> ${answer.status} ${await answer.clone().text()} (sent ${payload.slice(0, 600)})`);
     res.writeHead(answer.status, { 'content-type': answer.headers.get('content-type') ?? 'application/json' }).end(Buffer.from(await answer.arrayBuffer()));
   }
   await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));

@@ -81,6 +81,8 @@ export async function startDataPlaneSide(opts: { env: TestWorkflowEnvironment; c
       { kind: 'http', name: 'async-feeds', url: provisioning.url, side: 'source', endpointTypes: ['HttpData'], endpointPrefix: `${feed.url}/async/` },
     ],
     publicApi: { host: '127.0.0.1', port: 0 },
+    // the feeds, the sink and the TCK's own endpoints are on loopback: allowed explicitly (the default network policy refuses it)
+    allowedNetworks: ['127.0.0.0/8', '::1/128'],
     dataFlow: { transferHeartbeatTimeout: '10m' },
     dps: {
       host: '127.0.0.1',
