@@ -43,7 +43,8 @@ export const DRILL_TRANSFER_SETTINGS = {
 export const DRILL_WATCHDOG = { interval: '30s', lostAfter: '2m' };
 /** How long a counterparty may be away before the messages to it give up (`counterpartyRetryBudget`). */
 export const DSP_BUDGET_MS = 60_000;
-export const DRILL_DATAFLOW_SETTINGS = { provisionTimeout: '45s', deprovisionTimeout: '45s' };
+// deprovisioning held by the drill (until every flow of the batch is there and the worker was killed) must outlast the hold
+export const DRILL_DATAFLOW_SETTINGS = { provisionTimeout: '45s', deprovisionTimeout: '5m' };
 /** Each push is capped so a slow asset is still moving when the drill strikes. */
 export const PUSH_RATE = 256 * KiB;
 
