@@ -18,6 +18,7 @@ import {
   type DataFlowInput,
   type DataFlowPrepareMessage,
   type DataFlowResponse,
+  type DataFlowResult,
   type DataFlowStartMessage,
   type DataFlowStatus,
   type ReasonMessage,
@@ -111,7 +112,13 @@ export async function callDataFlow(
     }
     if (e instanceof WorkflowNotFoundError || e instanceof WorkflowExecutionAlreadyStartedError || isClosedError(e)) {
       // A flow that has ended has nothing left to terminate or complete.
-      if (req.op === 'terminate' || req.op === 'complete') return { state: await finalState(client, workflowId), async: false };
+      if (req.op === 'terminate' || req.op === 'complete') return { state: (await finalResult(client, workflowId)).state, async: false };
+      // A start whose flow already delivered and ended: the call of a task that crashed after it
+      // reached the flow, run again (its callbacks came before it); the answer is that it is done.
+      if (req.op === 'start' && opts.ifExists !== 'fail') {
+        const ended = await finalResult(client, workflowId);
+        if (ended.outcome === 'completed') return { state: ended.state, async: false };
+      }
       throw new DataFlowGone(`data flow ${workflowId} has ended; cannot ${req.op}`);
     }
     throw e;
@@ -128,12 +135,11 @@ export async function dataFlowStatus(client: Client, flow: Pick<DataFlowInput, '
   }
 }
 
-async function finalState(client: Client, workflowId: string): Promise<DataFlowState> {
+async function finalResult(client: Client, workflowId: string): Promise<DataFlowResult> {
   try {
-    const result = (await client.workflow.getHandle(workflowId).result()) as { state: DataFlowState };
-    return result.state;
+    return (await client.workflow.getHandle(workflowId).result()) as DataFlowResult;
   } catch {
-    return 'TERMINATED';
+    return { state: 'TERMINATED', reason: 'ended' };
   }
 }
 

@@ -122,6 +122,8 @@ export type DataFlowOp = 'prepare' | 'start' | 'resume' | 'suspend' | 'terminate
 export interface DataFlowResult {
   state: DataFlowState;
   reason: string;
+  /** What the flow's end means (absent from flows that ended before it was recorded). */
+  outcome?: DataFlowOutcome;
 }
 
 export const deprovisionReasonFor = (state: DataFlowState): DeprovisionReason =>

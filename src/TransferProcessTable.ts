@@ -141,7 +141,9 @@ const TERMINATING_CELLS: Partial<Row> = {
 
 export const TRANSFER_PROCESS_TABLE: EventTable<TransferProcessState, TransferProcessEvent, TransferProcessAction, TransferProcessGuard> = {
   // opening: the consumer prepares its data plane, the provider starts its own (or waits for approval)
-  INITIAL: row({ ...CALLING, ...ENDABLE }),
+  // a data flow started by a task that crashed before it completed may report before the retried
+  // task has called it again (a tiny push even ends): kept until the process gets there
+  INITIAL: row({ ...CALLING, ...ENDABLE, ...LATER('dataPlane.transferred') }),
   PREPARATION_REQUESTED: row({ ...CALLING, ...ENDABLE }),
   // the request is on its way; the provider's start may overtake its answer
   REQUESTING: row({ ...SENDING, ...ENDABLE, ...LATER('peer.start', 'peer.suspension', 'peer.completion') }),

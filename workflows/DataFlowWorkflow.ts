@@ -168,7 +168,7 @@ class DataFlow {
     this.machine.open();
     await condition(() => this.finished());
     await condition(allHandlersFinished);
-    return { state: this.state, reason: this.reason ?? this.error ?? 'ended' };
+    return { state: this.state, reason: this.reason ?? this.error ?? 'ended', ...(this.outcome ? { outcome: this.outcome } : {}) };
   }
 
   private act(action: DataFlowAction, data: unknown, reply: Reply | undefined, event: DataFlowEvent): unknown {
