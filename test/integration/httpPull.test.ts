@@ -243,6 +243,8 @@ describe('an HttpData pull over DSP', () => {
     // the provider may end a pull too
     await provider.ferry.complete('provider', providerPid);
     expect((await consumer.result('consumer', 'held-1')).state).toBe('COMPLETED');
+    // the provider ends once the consumer took its completion message: after the consumer, maybe
+    expect((await provider.ferry.result('provider', providerPid)).state).toBe('COMPLETED');
     expect(statesOf(await provider.ferry.status('provider', providerPid))).toEqual(['INITIAL', 'REQUESTED', 'STARTING', 'STARTUP_REQUESTED', 'STARTING', 'STARTED', 'COMPLETING', 'COMPLETED']);
   });
 });
