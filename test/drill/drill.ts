@@ -151,7 +151,8 @@ const SCENARIOS: Scenario[] = [
         const worker = side === 'provider' ? 'providerCp' : 'consumerCp';
         const service = side === 'provider' ? provider : consumer;
         if (state === 'PREPARATION_REQUESTED' || state === 'STARTUP_REQUESTED') service.modes.provision = 'held';
-        else service.modes.deprovision = 'held';
+        // only the release of the suspension (termination) is held: a push that completes first releases at once
+        else service.modes.deprovision = 'held-stop';
         const batch = await ctx.h.startBatch(ctx.name, ctx.n, this.kind);
         if (state === 'SUSPENSION_REQUESTED' || state === 'TERMINATION_REQUESTED') {
           await reach(ctx, 'consumer', 'transferProcess', 'STARTED', Math.ceil(ctx.n * 0.9));

@@ -12,11 +12,12 @@ import { readBody, send } from '../fixtures/provisioningService.js';
  * sync     200 at once (address rewritten)
  * async    202, then the callback at once
  * held     202, the callback only when `release()` is called
+ * held-stop (deprovision) a suspension's or termination's release held like `held`; a completion's answered at once
  * never    202, no callback ever
  * twice    202, then the same callback twice
  * slow     200 after `slowMs` (a provision call in flight for a while)
  */
-export type ServiceMode = 'sync' | 'async' | 'held' | 'never' | 'twice' | 'slow';
+export type ServiceMode = 'sync' | 'async' | 'held' | 'held-stop' | 'never' | 'twice' | 'slow';
 
 export interface DrillProvisioner {
   url: string;
@@ -122,9 +123,9 @@ export async function startDrillProvisioner(opts: { fileRoot: string; retryForMs
       await rm(dir, { recursive: true, force: true });
       created.delete(dir);
     }
-    if (mode === 'sync' || mode === 'slow') return send(res, 200, { released: true });
+    if (mode === 'sync' || mode === 'slow' || (mode === 'held-stop' && body.reason === 'completed')) return send(res, 200, { released: true });
     send(res, 202, {});
-    schedule(mode, body.callbackUrl, { ok: true });
+    schedule(mode === 'held-stop' ? 'held' : mode, body.callbackUrl, { ok: true });
   };
   const server = createServer((req, res) => {
     handle(req, res).catch((e: unknown) => {
