@@ -23,7 +23,6 @@ import {
   type DataFlowStatus,
   type ReasonMessage,
 } from '../src/DataFlow.js';
-import type { DataFlowState } from '../src/DataFlowState.js';
 import { DATA_FLOW_WORKFLOW, dataFlowWorkflowId } from '../src/ids.js';
 
 /**
