@@ -143,7 +143,8 @@ const SCENARIOS: Scenario[] = [
   ...(['PREPARATION_REQUESTED', 'STARTUP_REQUESTED', 'SUSPENSION_REQUESTED', 'TERMINATION_REQUESTED'] as const).map(
     (state): Scenario => ({
       name: `cp-kill-${state}`,
-      kind: state === 'STARTUP_REQUESTED' ? 'http' : state === 'PREPARATION_REQUESTED' ? 'file-small' : 'file-slow',
+      // a suspend or terminate must find the push still moving: at 200 the 8 MiB pushes completed before the commands landed
+      kind: state === 'STARTUP_REQUESTED' ? 'http' : state === 'PREPARATION_REQUESTED' ? 'file-small' : 'file-long',
       expect: state === 'TERMINATION_REQUESTED' ? ['TERMINATED', 'COMPLETED'] : ['COMPLETED'],
         async run(ctx) {
         const { consumer, provider } = ctx.h.services;
@@ -157,7 +158,7 @@ const SCENARIOS: Scenario[] = [
         if (state === 'SUSPENSION_REQUESTED' || state === 'TERMINATION_REQUESTED') {
           await reach(ctx, 'consumer', 'transferProcess', 'STARTED', Math.ceil(ctx.n * 0.9));
           // the consumer's operator suspends (terminates) every transfer still running
-          await pool(batch, 20, async (t) => {
+          await pool(batch, 50, async (t) => {
             await (state === 'SUSPENSION_REQUESTED' ? ctx.h.consumer.suspend('consumer', t.pid, 'drill') : ctx.h.consumer.terminate('consumer', t.pid, 'drill')).catch(() => undefined);
           });
         }
@@ -294,7 +295,7 @@ function judge(s: Scenario, snaps: TransferSnapshot[]): { outcome: string; lost:
   return { outcome, lost, duplicated, pass: lost === 0 && duplicated === 0 && unexpected.length === 0, notes: [...notes].map(([why, n]) => `${n} ${why}`) };
 }
 
-async function runScenario(h: Harness, s: Scenario, n: number): Promise<Row> {
+async function runScenario(h: Harness, s: Scenario, n: number, keepFiles: boolean): Promise<Row> {
   h.log(`drill ${s.name}: ${n} × ${s.kind}`);
   // every drill starts from a healthy world
   h.services.consumer.modes = { provision: 'sync', deprovision: 'sync' };
@@ -322,6 +323,8 @@ async function runScenario(h: Harness, s: Scenario, n: number): Promise<Row> {
     await sleep(allFinal ? 5_000 : 2_000);
   }
   const verdict = judge(s, snaps);
+  // judged: the delivered copies go, so a full run needs room for one drill's files at a time (200 × 32 MiB)
+  if (!keepFiles) rmSync(path.join(h.files, 'drill', s.name), { recursive: true, force: true });
   // what the lost ones say about themselves
   const lostOnes = snaps.filter((x) => isLost(x));
   const reasons = new Map<string, number>();
@@ -374,7 +377,7 @@ async function main(): Promise<void> {
   try {
     await h.start();
     for (const s of SCENARIOS.filter((x) => !only || only.includes(x.name))) {
-      rows.push(await runScenario(h, s, n).catch((e: unknown): Row => {
+      rows.push(await runScenario(h, s, n, values.keep).catch((e: unknown): Row => {
         log(`  drill ${s.name} broke: ${(e as Error).stack ?? e}`);
         return { drill: s.name, inFlight: 0, outcome: `drill error: ${(e as Error).message}`, lost: 0, duplicated: 0, recoverySec: null, pass: false, notes: [] };
       }));

@@ -49,7 +49,14 @@ export const DRILL_DATAFLOW_SETTINGS = { provisionTimeout: '45s', deprovisionTim
 export const PUSH_RATE = 256 * KiB;
 
 export type WorkerName = 'consumerCp' | 'consumerDp' | 'providerCp' | 'providerDp';
-export type TransferKind = 'file-small' | 'file-slow' | 'http';
+export type TransferKind = 'file-small' | 'file-slow' | 'file-long' | 'http';
+/** The provider's asset and agreement each kind transfers. */
+const KIND_ASSET: Record<TransferKind, { assetId: string; agreementId: string }> = {
+  'file-small': { assetId: 'small', agreementId: 'agr-small' },
+  'file-slow': { assetId: 'slow', agreementId: 'agr-slow' },
+  'file-long': { assetId: 'long', agreementId: 'agr-long' },
+  http: { assetId: 'http', agreementId: 'agr-http' },
+};
 export const FINAL_PROCESS_STATES = ['COMPLETED', 'TERMINATED'];
 
 export interface Asset {
@@ -173,14 +180,18 @@ export class Harness {
 
     const small = randomBytes(256 * KiB);
     const slow = randomBytes(8 * MiB);
+    // still moving minutes after a batch of 200 started (2 minutes at PUSH_RATE), so a suspend or terminate finds it running
+    const long = randomBytes(32 * MiB);
     const http = randomBytes(1 * MiB);
     mkdirSync(path.join(this.files, 'assets'), { recursive: true });
     writeFileSync(path.join(this.files, 'assets', 'small.bin'), small);
     writeFileSync(path.join(this.files, 'assets', 'slow.bin'), slow);
+    writeFileSync(path.join(this.files, 'assets', 'long.bin'), long);
     const sha = (b: Buffer) => createHash('sha256').update(b).digest('hex');
     this.assets = {
       'file-small': { size: small.length, sha256: sha(small) },
       'file-slow': { size: slow.length, sha256: sha(slow) },
+      'file-long': { size: long.length, sha256: sha(long) },
       http: { size: http.length, sha256: sha(http) },
     };
     const source = await startHttpSource(http);
@@ -225,6 +236,7 @@ export class Harness {
       assets: {
         small: { endpointType: 'File', endpoint: 'assets/small.bin' },
         slow: { endpointType: 'File', endpoint: 'assets/slow.bin' },
+        long: { endpointType: 'File', endpoint: 'assets/long.bin' },
         http: { endpointType: 'HttpData', endpoint: `${source.url}/asset` },
       },
       dsp: {
@@ -236,6 +248,7 @@ export class Harness {
       agreements: {
         'agr-small': { assetId: 'small', counterparty: 'consumer' },
         'agr-slow': { assetId: 'slow', counterparty: 'consumer' },
+        'agr-long': { assetId: 'long', counterparty: 'consumer' },
         'agr-http': { assetId: 'http', counterparty: 'consumer' },
       },
     });
@@ -290,8 +303,7 @@ export class Harness {
         processId: t.pid,
         connectorId: 'consumer',
         counterpartyAddress: this.providerDspUrl,
-        agreementId: kind === 'http' ? 'agr-http' : kind === 'file-slow' ? 'agr-slow' : 'agr-small',
-        assetId: kind === 'http' ? 'http' : kind === 'file-slow' ? 'slow' : 'small',
+        ...KIND_ASSET[kind],
         transferType: kind === 'http' ? 'HttpData-PUSH' : 'File-PUSH',
         dataDestination:
           kind === 'http'
