@@ -148,6 +148,8 @@ export const DATA_FLOW_TABLE: EventTable<DataFlowState, DataFlowEvent, DataFlowA
   SUSPENDED: row({
     ...STOPPED,
     'call.suspend': { do: 'repeat' },
+    // the provider's completion crossed the consumer's suspension: the transfer completed after all
+    'call.complete': { do: 'complete' },
     'call.resume': { do: 'resume' },
     'call.terminate': { do: 'terminate' },
     'timer.idle': { do: 'idle' },
@@ -176,6 +178,8 @@ export const DATA_FLOW_TABLE: EventTable<DataFlowState, DataFlowEvent, DataFlowA
   }),
   DEPROVISIONED: row({
     ...AFTER_STOP,
+    // as in SUSPENDED: what the suspension released is released once more as completed (delivered data kept)
+    'call.complete': { do: 'repeat', when: 'completed', otherwise: { do: 'complete', when: 'suspended', otherwise: refuse('complete') } },
     'call.resume': { do: 'resume', when: 'suspended', otherwise: refuse('resume') },
     'timer.idle': { do: 'idle' },
   }),

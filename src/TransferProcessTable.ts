@@ -57,6 +57,8 @@ export type TransferProcessAction =
   | 'resume'
   | 'complete'
   | 'completeByPeer'
+  | 'completeWhileSuspending'
+  | 'suspensionAfterDelivery'
   | 'bytesArrived'
   | 'terminate'
   | 'terminateByPeer'
@@ -132,6 +134,12 @@ const ENDABLE: Partial<Row> = {
 const LATER = (...events: TransferProcessEvent[]): Partial<Row> =>
   Object.fromEntries(events.map((e) => [e, { defer: `${e} kept until the process leaves {state}` }]));
 const ALREADY = (what: string): TPCell => ({ ignore: `already ${what}` });
+/**
+ * The provider's completion reaches a consumer whose suspension it has not taken (the two crossed):
+ * for the protocol the transfer was still STARTED, so it completes; the suspension is dropped once
+ * the data plane settled it. A provider's own suspension crossing a consumer's completion is refused.
+ */
+const COMPLETION_CROSSES_SUSPENSION: TPCell = { do: 'completeWhileSuspending', when: 'consumer', otherwise: refuseMessage('TransferCompletionMessage') };
 const TERMINATING_CELLS: Partial<Row> = {
   'peer.termination': ALREADY('terminating'),
   'peer.start': { ignore: 'terminating' },
@@ -195,6 +203,7 @@ export const TRANSFER_PROCESS_TABLE: EventTable<TransferProcessState, TransferPr
     ...CALLING,
     ...ENDABLE,
     'peer.suspension': ALREADY('suspending'),
+    'peer.completion': COMPLETION_CROSSES_SUSPENSION,
     ...LATER('peer.start'),
     'dataPlane.transferred': { ignore: 'the transfer was suspended; a resume finishes it' },
   }),
@@ -203,6 +212,7 @@ export const TRANSFER_PROCESS_TABLE: EventTable<TransferProcessState, TransferPr
     ...SENDING,
     ...ENDABLE,
     'peer.suspension': ALREADY('suspending'),
+    'peer.completion': COMPLETION_CROSSES_SUSPENSION,
     ...LATER('peer.start'),
     'dataPlane.transferred': { ignore: 'the transfer was suspended; a resume finishes it' },
   }),
@@ -211,6 +221,8 @@ export const TRANSFER_PROCESS_TABLE: EventTable<TransferProcessState, TransferPr
     'client.resume': { do: 'resume' },
     'peer.start': { do: 'startByPeer' },
     'peer.suspension': ALREADY('suspended'),
+    // the provider took our suspension while its completion was already on its way
+    'peer.completion': COMPLETION_CROSSES_SUSPENSION,
     'timer.deadline': { do: 'deadlinePassed' },
     'dataPlane.transferred': { ignore: 'the transfer was suspended; a resume finishes it' },
   }),
@@ -226,6 +238,9 @@ export const TRANSFER_PROCESS_TABLE: EventTable<TransferProcessState, TransferPr
     ...SENDING,
     'client.terminate': { refuse: 'cannot terminate transfer process {pid} in state {state}: it completed and is telling the counterparty' },
     'peer.completion': ALREADY('completing'),
+    // the bytes were delivered before the consumer's suspension arrived: taken (as nothing to do), and
+    // our completion message tells it the transfer completed
+    'peer.suspension': { do: 'suspensionAfterDelivery', when: 'provider', otherwise: refuseMessage('TransferSuspensionMessage') },
     // the counterparty ended it first (and released its side): both sides end TERMINATED
     'peer.termination': { do: 'terminateByPeer' },
     'peer.start': { ignore: 'already completing' },

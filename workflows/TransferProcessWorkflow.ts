@@ -8,6 +8,7 @@ import {
   proxyActivities,
   proxyLocalActivities,
   metricMeter,
+  patched,
   setCurrentDetails,
   setHandler,
   upsertMemo,
@@ -97,6 +98,8 @@ interface Then {
   tell?: Outbound;
   state: TransferProcessState;
   note?: string;
+  /** The provider completed meanwhile: once the data plane settled this call, the transfer completes. */
+  complete?: true;
 }
 
 /** The data-plane call under way: sent, or awaited in its `*_REQUESTED` state. */
@@ -296,6 +299,10 @@ class TransferProcess {
         return this.complete('the client', true);
       case 'completeByPeer':
         return this.complete('the counterparty', false);
+      case 'completeWhileSuspending':
+        return this.completeWhileSuspending();
+      case 'suspensionAfterDelivery':
+        return this.note('the consumer suspended after the bytes were delivered; the completion message tells it they were');
       case 'bytesArrived':
         return this.bytesArrived(data as DataPlaneCallback);
       case 'terminate':
@@ -373,6 +380,24 @@ class TransferProcess {
     this.enter('COMPLETING', `completed by ${by}`);
     this.reason = 'transfer completed';
     this.callDataPlane({ op: 'complete' }, 'COMPLETING', 'COMPLETING', tell ? { tell: 'TransferCompletionMessage', state: 'COMPLETED' } : { state: 'COMPLETED' });
+  }
+
+  /**
+   * The provider's completion crossed our suspension, which it had not taken (or took only as
+   * "already completing"): for the protocol the transfer never stopped, so it completes. A
+   * suspension message still on its way is given up; a data-plane call under way settles first.
+   */
+  private completeWhileSuspending(): void {
+    this.note('the provider completed the transfer before it took our suspension');
+    if (this.sending) {
+      this.waits.stop('send');
+      this.sending = undefined;
+    }
+    if (this.call) {
+      this.call.then = { state: 'COMPLETED', complete: true };
+      return;
+    }
+    this.complete('the counterparty', false);
   }
 
   /** A push's bytes are verified at the destination (or the transfer failed for good). */
@@ -538,6 +563,7 @@ class TransferProcess {
 
   /** Where a finished call leads: tell the counterparty, or go straight to the next state. */
   private then(then: Then): void {
+    if (then.complete) return this.complete('the counterparty', false);
     if (then.state === 'TERMINATED') return this.tellOrEnd(); // released: now the counterparty hears it (or not)
     if (then.tell) return this.tell(then.tell, then.state, then.note);
     this.enter(then.state, then.note);
@@ -612,8 +638,9 @@ class TransferProcess {
       case 'TransferRequestMessage':
         return this.fail(`transfer request failed: ${why}`, { tell: false });
       default:
-        // it did not hear this one; it will not hear a termination either
-        return this.fail(what, { tell: false });
+        // given up on, it may still have been taken (its answer lost, or late past the budget): the
+        // counterparty hears the termination too, or it would wait for a message that never comes
+        return this.fail(what, { tell: patched(TELL_AFTER_LOST_MESSAGE) });
     }
   }
 
@@ -837,6 +864,9 @@ class TransferProcess {
     }
   }
 }
+
+/** Patch: a start or suspension message given up on is followed by a termination message (before: none). */
+const TELL_AFTER_LOST_MESSAGE = 'tell-after-lost-message';
 
 /** The callback that answers a call: a resume is answered as a start. */
 const callbackOp = (op: DataPlaneOp): DataPlaneCallback['op'] => (op === 'resume' ? 'start' : op === 'complete' ? 'transfer' : op);

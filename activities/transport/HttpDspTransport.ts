@@ -60,6 +60,8 @@ export class HttpDspTransport implements CounterpartyTransport {
       signal: AbortSignal.timeout(this.dsp.requestTimeoutMs),
     });
     const text = await res.text();
+    // busy is alive: the watchdog must not take a throttled counterparty for a lost one
+    if (res.status === 429 || res.status === 503) throw new CounterpartyBusy(`${counterparty.id} answered ${res.status} to GET /transfers/${pid}`, retryAfterMs(res.headers.get('retry-after')) ?? 1_000);
     if (!res.ok) throw new Error(`${counterparty.id} answered ${res.status} to GET /transfers/${pid}`);
     let state: string | undefined;
     try {

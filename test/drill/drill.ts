@@ -88,7 +88,7 @@ const restartAfterKill = async (ctx: Context, worker: Parameters<Harness['kill']
  */
 async function providerOutage(ctx: Context, kind: TransferKind, ms: number) {
   await ctx.h.proxies.provider.down();
-  const batch = await ctx.h.startBatch(ctx.name, ctx.n, kind);
+  const batch = await ctx.h.startBatch(ctx.name, ctx.n, kind, { counterpartyRetryBudget: `${DSP_BUDGET_MS / 1000}s` });
   // REQUESTING is an under-way state, not a search attribute: a process sending its request still shows INITIAL
   const inFlight = await reach(ctx, 'consumer', 'transferProcess', 'INITIAL', Math.ceil(ctx.n * 0.5), MIN);
   const struckAt = Date.now();
@@ -143,8 +143,7 @@ const SCENARIOS: Scenario[] = [
   ...(['PREPARATION_REQUESTED', 'STARTUP_REQUESTED', 'SUSPENSION_REQUESTED', 'TERMINATION_REQUESTED'] as const).map(
     (state): Scenario => ({
       name: `cp-kill-${state}`,
-      // a suspend or terminate must find the push still moving: at 200 the 8 MiB pushes completed before the commands landed
-      kind: state === 'STARTUP_REQUESTED' ? 'http' : state === 'PREPARATION_REQUESTED' ? 'file-small' : 'file-long',
+      kind: state === 'STARTUP_REQUESTED' ? 'http' : state === 'PREPARATION_REQUESTED' ? 'file-small' : 'file-slow',
       expect: state === 'TERMINATION_REQUESTED' ? ['TERMINATED', 'COMPLETED'] : ['COMPLETED'],
         async run(ctx) {
         const { consumer, provider } = ctx.h.services;

@@ -24,6 +24,7 @@ let cluster: Cluster;
 let staging: ProvisioningService;
 let echo: ProvisioningService;
 let bare: ProvisioningService;
+let holding: ProvisioningService;
 let source: Server;
 let sink: Server;
 const body = randomBytes(3 * 1024 * 1024 + 5);
@@ -50,6 +51,7 @@ beforeAll(async () => {
   staging = await startProvisioningService({ mode: 'async', fileRoot: cluster.root });
   echo = await startProvisioningService({ mode: 'echo', fileRoot: cluster.root, delayMs: 300 });
   bare = await startProvisioningService({ mode: 'async-bare', fileRoot: cluster.root, delayMs: 300 });
+  holding = await startProvisioningService({ mode: 'async', fileRoot: cluster.root });
   // the first request of each key sends a little and then stalls until the client goes away
   source = createServer((req, res) => {
     const key = req.url ?? '/';
@@ -75,7 +77,7 @@ beforeAll(async () => {
   await listen(sink);
   makeAsset(cluster.root, 'assets/small.bin', 256 * 1024);
   const slowAssets = Object.fromEntries(
-    ['r1', 'r2', 'r4', 'gc', 'gt'].map((k) => [k, { endpointType: 'HttpData' as const, endpoint: `${sourceUrl}/${k}`, endpointProperties: [] }]),
+    ['r1', 'r2', 'r4', 'gc', 'gt', 'xs'].map((k) => [k, { endpointType: 'HttpData' as const, endpoint: `${sourceUrl}/${k}`, endpointProperties: [] }]),
   );
   const fileAsset = (name: string) => ({ endpointType: 'File' as const, endpoint: path.join(cluster.root, 'assets', name), endpointProperties: [] });
   const http = (name: string, url: string, endpointTypes: string[]) => ({ kind: 'http' as const, name, url, side: 'destination' as const, endpointTypes });
@@ -87,7 +89,7 @@ beforeAll(async () => {
       connectorId: 'p',
       dataPlanes: [{ id: 'p-dp', transferTypes: ['HttpData-PUSH'] }],
       assets: slowAssets,
-      agreements: Object.fromEntries(Object.keys(slowAssets).map((k) => [`agreement-${k}`, { assetId: k, counterparty: 'c' }])),
+      agreements: Object.fromEntries(Object.keys(slowAssets).map((k) => [`agreement-${k}`, { assetId: k, counterparty: k === 'xs' ? 'c-held' : 'c' }])),
       transfer: { requestedTimeout: '2s', staleRetries: 8 },
     }),
     // source and sink are on loopback, which a data plane reaches only when allowed
@@ -109,6 +111,9 @@ beforeAll(async () => {
     cluster.dataPlane({ instanceId: 'c-echo-dp', fileRoot: cluster.root, provisioners: [{ kind: 'file-destination' }, http('echo', echo.url, ['File'])] }),
     cluster.controlPlane({ connectorId: 'c-bare', dataPlanes: [{ id: 'c-bare-dp', transferTypes: ['File-PUSH'] }] }),
     cluster.dataPlane({ instanceId: 'c-bare-dp', fileRoot: cluster.root, provisioners: [{ kind: 'file-destination' }, http('bare', bare.url, ['File'])] }),
+    // a consumer whose data plane holds a resource for its HTTP destination, released when the test says
+    cluster.controlPlane({ connectorId: 'c-held', dataPlanes: [{ id: 'c-held-dp', transferTypes: ['HttpData-PUSH'] }] }),
+    cluster.dataPlane({ instanceId: 'c-held-dp', fileRoot: cluster.root, provisioners: [http('holding', holding.url, ['HttpData'])] }),
   ]);
 });
 
@@ -116,7 +121,7 @@ afterAll(async () => {
   source?.closeAllConnections();
   source?.close();
   sink?.close();
-  await Promise.all([staging?.close(), echo?.close(), bare?.close()]);
+  await Promise.all([staging?.close(), echo?.close(), bare?.close(), holding?.close()]);
   await cluster?.shutdown();
 });
 
@@ -203,6 +208,36 @@ describe('a provider data plane slow to stop, with resources to release', () => 
     expect(statesOf(provider)).toEqual(expect.arrayContaining(['SUSPENDED', 'RESUMING', 'STARTED', 'COMPLETED']));
     expect(delivered.get('/r4')?.at(-1)).toBe(bodySha);
     await expectHealthy('c', 'r4', 'p', providerPid);
+  });
+});
+
+describe("a consumer's suspension crossing the provider's completion of a push", () => {
+  it('the completion of a push the provider has not heard suspended is taken: both sides end COMPLETED, the bytes delivered', async () => {
+    const open = gate('/xs');
+    const stalled = once(stalls, '/xs');
+    await cluster.ferry.startTransfer({ ...slowPush('xs'), connectorId: 'c-held' });
+    const providerPid = await providerPidOf(cluster.ferry, 'c-held', 'xs');
+    await cluster.ferry.waitForState('c-held', 'xs', ['STARTED']);
+    await cluster.ferry.waitForState('p', providerPid, ['STARTED']);
+    await stalled;
+
+    // the consumer's suspension waits for its data plane's release, which the service holds: the provider has not heard of it
+    holding.setAutoRelease(false);
+    await cluster.ferry.suspend('c-held', 'xs', 'xs pause');
+    await cluster.ferry.waitForState('c-held', 'xs', ['SUSPENSION_REQUESTED']);
+    // meanwhile the push delivers its last bytes: the provider completes and tells the consumer
+    open();
+    expect(await cluster.ferry.result('p', providerPid)).toEqual({ state: 'COMPLETED', reason: 'transfer completed' });
+
+    holding.setAutoRelease(true);
+    await holding.releasePending();
+    expect(await cluster.ferry.result('c-held', 'xs')).toEqual({ state: 'COMPLETED', reason: 'transfer completed' });
+    expect(delivered.get('/xs')?.at(-1)).toBe(bodySha);
+    // released as a completion releases (after the suspension's release)
+    const flow = await flowStatus(cluster.client, 'c-held', 'xs');
+    expect(flow.state).toBe('DEPROVISIONED');
+    expect(flow.resources.map((r) => r.released)).toEqual([true]);
+    await expectHealthy('c-held', 'xs', 'p', providerPid);
   });
 });
 

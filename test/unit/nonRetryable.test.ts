@@ -9,7 +9,7 @@ import { HttpDspTransport } from '../../activities/transport/HttpDspTransport.js
 import { InClusterTransport } from '../../activities/transport/InClusterTransport.js';
 import { ControlPlaneConfigSchema, DataPlaneConfigSchema, DspConfigSchema } from '../../src/config.js';
 import { DSP_CONTEXT } from '../../src/dsp.js';
-import { CounterpartyRejected } from '../../src/Transport.js';
+import { CounterpartyBusy, CounterpartyRejected } from '../../src/Transport.js';
 
 /** Deterministic refusals fail once (non-retryable); only what a retry can fix is retried. */
 const dead = () => new Client({ connection: Connection.lazy({ address: '127.0.0.1:1', connectTimeout: '1s' }) });
@@ -53,6 +53,18 @@ describe('non-retryable refusals', () => {
     const plain = await send();
     expect(plain).toBeInstanceOf(Error);
     expect(plain).not.toMatchObject({ type: 'CounterpartyBusy' });
+  });
+
+  it('a busy counterparty asked for a process\'s state (the watchdog) is busy, not silent: CounterpartyBusy, whether or not it names a time', async () => {
+    const transport = new HttpDspTransport({ ...DspConfigSchema.parse({ counterparties: [{ id: 'p', address: peerUrl, inboundToken: 'x'.repeat(16), outboundToken: 'y'.repeat(16) }] }), publicUrl: 'http://127.0.0.1:9/dsp' });
+    for (const a of [{ status: 429, body: '{}' }, { status: 503, body: '', headers: { 'retry-after': '5' } }]) {
+      answer = a;
+      await expect(transport.state(peerUrl, 'p1')).rejects.toBeInstanceOf(CounterpartyBusy);
+    }
+    answer = { status: 500, body: '' };
+    const failed = await transport.state(peerUrl, 'p1').catch((e: unknown) => e);
+    expect(failed).toBeInstanceOf(Error);
+    expect(failed).not.toBeInstanceOf(CounterpartyBusy);
   });
 
   it('an in-cluster request the provider workflow would refuse is refused once, nothing started', async () => {
