@@ -126,7 +126,9 @@ beforeAll(async () => {
       fileRoot: cluster.root,
       provisioners: [{ kind: 'http', name: 'sources', url: providerSvc.url, side: 'source', endpointTypes: ['HttpData'] }],
       publicApi: { host: '127.0.0.1', port: 0 },
-      rateLimitBytesPerSec: 8 * 1024 * 1024,
+      // 20 s for the 40 MiB push the first test suspends in flight (at 8 MiB/s its 5 s were a margin a
+      // loaded machine could use up before the suspend landed, and the suspend was refused)
+      rateLimitBytesPerSec: 2 * 1024 * 1024,
       // the source stream and the consumer's sink are on loopback
       allowedNetworks: ['127.0.0.0/8'],
     }),
