@@ -22,7 +22,12 @@ import { killWorkers, startWorker, type WorkerProcess } from './workers.js';
 
 const REPO_ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..', '..');
 const NAMESPACE = 'ferry';
-const RATE = 4 * 1024 * 1024;
+/**
+ * 24 s for the large push, which steer-1, stop-1 and deploy-1 act on in flight through CLI processes
+ * (each a node + tsx start): at 4 MiB/s its 6 s were a margin a loaded machine could use up, the
+ * push completing before the suspend, terminate or SIGTERM.
+ */
+const RATE = 1024 * 1024;
 
 let cluster: TemporalCluster;
 let dir: string;
