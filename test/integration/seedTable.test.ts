@@ -198,9 +198,14 @@ describe('client commands', () => {
     expect(second.workflowId).toBe(first.workflowId);
     await cluster.ferry.result('c-sync', 'twice-1');
     expect((await cluster.ferry.startTransfer(req)).workflowId).toBe(first.workflowId);
-    const runs = [];
-    for await (const w of cluster.client.workflow.list({ query: `WorkflowId = '${first.workflowId}'` })) runs.push(w);
-    expect(runs).toHaveLength(1);
+    // visibility is eventually consistent: wait until it lists the run, then it must list that one only
+    const runs = async () => {
+      const found = [];
+      for await (const w of cluster.client.workflow.list({ query: `WorkflowId = '${first.workflowId}'` })) found.push(w);
+      return found.length;
+    };
+    await expect.poll(runs, { timeout: 60_000 }).toBeGreaterThan(0);
+    expect(await runs()).toBe(1);
   });
 });
 
