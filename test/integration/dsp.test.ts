@@ -218,7 +218,9 @@ describe('the binding answers bad requests with its status codes, state unchange
   });
 
   it('a counterparty that cannot be reached: bounded retries, then TERMINATED with the reason', async () => {
-    const { processId } = await consumer.startTransfer({ ...transfer('dsp-unreachable', 'agreement-a', deadUrl), settings: { counterpartyRetryBudget: '3s' } });
+    // a budget of 10 s, not 3 s: a first attempt a loaded machine starts only after the budget ended
+    // would end it by a timeout, without the failure the reason names
+    const { processId } = await consumer.startTransfer({ ...transfer('dsp-unreachable', 'agreement-a', deadUrl), settings: { counterpartyRetryBudget: '10s' } });
     const result = await consumer.result('consumer', processId);
     expect(result.state).toBe('TERMINATED');
     expect(result.reason).toMatch(/transfer request failed: fetch failed/);
