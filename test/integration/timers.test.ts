@@ -30,15 +30,17 @@ beforeAll(async () => {
   makeAsset(cluster.root, 'assets/t.bin', 16 * 1024 * 1024);
   const assets = { t: { endpointType: 'File' as const, endpoint: path.join(cluster.root, 'assets/t.bin'), endpointProperties: [] } };
   const pullTypes = ['File-PUSH', 'HttpData-PULL'] as const;
+  // lostAfter 10 s, not 3 s: a worker a loaded machine stalls for 3 s would read as a lost counterparty
+  // or data plane and end a STARTED transfer of another test with the wrong reason
   await Promise.all([
-    cluster.controlPlane({ connectorId: 'tc', dataPlanes: [{ id: 'tc-dp', transferTypes: [...pullTypes] }], watchdog: { interval: '1s', lostAfter: '3s' } }),
+    cluster.controlPlane({ connectorId: 'tc', dataPlanes: [{ id: 'tc-dp', transferTypes: [...pullTypes] }], watchdog: { interval: '1s', lostAfter: '10s' } }),
     cluster.dataPlane({ instanceId: 'tc-dp', fileRoot: cluster.root, provisioners: [] }),
     cluster.controlPlane({
       connectorId: 'tp',
       dataPlanes: [{ id: 'tp-dp', transferTypes: [...pullTypes] }],
       assets,
       agreements: { 'agreement-t': { assetId: 't', counterparty: 'tc' } },
-      watchdog: { interval: '1s', lostAfter: '3s' },
+      watchdog: { interval: '1s', lostAfter: '10s' },
     }),
     cluster.dataPlane({ instanceId: 'tp-dp', fileRoot: cluster.root, provisioners: [], publicApi: { host: '127.0.0.1', port: 0 }, rateLimitBytesPerSec: 2 * 1024 * 1024 }),
     // a data plane whose release service never calls back, with short timers
