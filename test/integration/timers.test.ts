@@ -70,7 +70,9 @@ beforeAll(async () => {
       connectorId: 'dp',
       dataPlanes: [{ id: 'dp-dp', transferTypes: [...pullTypes] }],
       assets,
-      transfer: { counterpartyTimeout: '6s', counterpartyRetryBudget: '3s' },
+      // 20 s to deliver a message (5 attempts of at most 2 s each), not 3 s: a consumer endpoint a loaded
+      // machine slows past 2 s once would leave the termination of the held test undelivered
+      transfer: { counterpartyTimeout: '6s', counterpartyRetryBudget: '20s' },
       dsp: {
         host: '127.0.0.1',
         port: pPort,
