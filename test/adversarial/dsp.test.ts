@@ -11,7 +11,7 @@ import { transferProcessWorkflowId } from '../../src/ids.js';
 import { providerPidFor } from '../../src/processStart.js';
 import { startDspServer, type DspServer } from '../../worker/dspServer.js';
 import { freePort, startCluster, type Cluster } from '../support/cluster.js';
-import { makeAsset } from '../support/transfers.js';
+import { makeAsset, makeEndlessAsset } from '../support/transfers.js';
 
 /**
  * Two connectors over DSP on loopback, and an attacker: another configured counterparty of the
@@ -39,7 +39,8 @@ beforeAll(async () => {
   attackerUrl = `http://127.0.0.1:${cPort}/dsp`; // a prefix of the consumer's address
   providerUrl = `http://127.0.0.1:${pPort}/dsp`;
   makeAsset(cluster.root, 'provider/assets/a.bin', 64 * 1024);
-  makeAsset(cluster.root, 'provider/assets/slow.bin', 32 * 1024 * 1024);
+  // STARTED while the attacker probes it, then terminated: a finite one (4 s at 8 MiB/s) could complete meanwhile
+  makeEndlessAsset(cluster.root, 'provider/assets/slow.bin');
   sink = createServer((req, res) => req.resume().on('end', () => (sinkHits.push(req.url ?? ''), res.writeHead(204).end())));
   await new Promise<void>((r) => sink.listen(0, '127.0.0.1', r));
   sinkUrl = `http://127.0.0.1:${(sink.address() as AddressInfo).port}/internal/admin`;

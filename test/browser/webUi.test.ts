@@ -141,6 +141,8 @@ beforeAll(async () => {
   await ferry.waitForState('consumer', 'ended-1', ['REQUESTED']);
   await ferry.terminate('consumer', 'ended-1', 'not needed');
   await ferry.waitForState('consumer', 'ended-1', ['TERMINATED']);
+  // its provider hears it after the consumer ended: awaited too, so that neither stays REQUESTED
+  await ferry.waitForState('provider', providerPidFor('consumer', 'ended-1'), ['TERMINATED']);
 
   context = await chromium.launchPersistentContext(profile, {
     executablePath: CHROMIUM,
@@ -164,11 +166,13 @@ describe.skipIf(!hasBrowser)('the Web UI, in Chromium', () => {
     const waitingProvider = `transfer-provider-${providerPidFor('consumer', 'waiting-1')}`;
     const query = 'FerryTransferState = "REQUESTED"';
     // visibility trails the workflows by a moment: reload until the filtered list has both waiting processes
+    // and no longer the ended transfer's two (their TERMINATED may reach visibility after the waiting ones)
     await expect
       .poll(
         async () => {
           await page.goto(`${ui}/namespaces/default/workflows?query=${encodeURIComponent(query)}`);
-          return page.getByRole('link', { name: waitingProvider }).waitFor({ state: 'visible', timeout: 5000 }).then(() => true, () => false);
+          const listed = await page.getByRole('link', { name: waitingProvider }).waitFor({ state: 'visible', timeout: 5000 }).then(() => true, () => false);
+          return listed && (await expectPageShows(page, '2 Workflows', 5000).then(() => true, () => false)) && (await page.getByText('transfer-consumer-ended-1').count()) === 0;
         },
         { timeout: 60_000, interval: 1000 },
       )

@@ -3,7 +3,7 @@ import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { dataFlowWorkflowId, dataPlaneTaskQueue, inClusterAddress } from '../../src/ids.js';
 import { startCluster, type Cluster } from '../support/cluster.js';
-import { flowStatus, makeAsset, providerPidOf, sha256File } from '../support/transfers.js';
+import { flowStatus, makeAsset, makeEndlessAsset, providerPidOf, sha256File } from '../support/transfers.js';
 
 /**
  * Two data-plane instances behind one consumer: the provisioner rewrites the destination into the
@@ -18,7 +18,8 @@ const rootOf = (id: string) => path.join(cluster.root, 'instances', id);
 beforeAll(async () => {
   cluster = await startCluster();
   asset = makeAsset(cluster.root, 'assets/data.bin', 3 * 1024 * 1024 + 5);
-  makeAsset(cluster.root, 'assets/slow.bin', 32 * 1024 * 1024);
+  // suspended, resumed and terminated in flight: a finite one (4 s at 8 MiB/s) could complete before the terminate
+  makeEndlessAsset(cluster.root, 'assets/slow.bin');
   const assets = {
     data: { endpointType: 'File' as const, endpoint: asset.file, endpointProperties: [] },
     slow: { endpointType: 'File' as const, endpoint: path.join(cluster.root, 'assets/slow.bin'), endpointProperties: [] },

@@ -4,7 +4,7 @@ import type { FerryClient } from '../../src/client.js';
 import { DSP_CONTEXT } from '../../src/dsp.js';
 import { providerPidFor } from '../../src/processStart.js';
 import { freePort, startCluster, type Cluster } from '../support/cluster.js';
-import { makeAsset, sha256File, statesOf } from '../support/transfers.js';
+import { makeAsset, makeEndlessAsset, sha256File, statesOf } from '../support/transfers.js';
 
 /**
  * Two connectors that share nothing but HTTP: each its own Temporal namespace, control plane,
@@ -26,7 +26,8 @@ beforeAll(async () => {
   providerUrl = `http://127.0.0.1:${pPort}/`;
   deadUrl = `http://127.0.0.1:${deadPort}`;
   asset = makeAsset(cluster.root, 'provider/assets/a.bin', 2 * 1024 * 1024 + 3);
-  makeAsset(cluster.root, 'provider/assets/slow.bin', 32 * 1024 * 1024);
+  // terminated in flight: a finite one (4 s at 8 MiB/s) could end before the terminate lands on a loaded machine
+  makeEndlessAsset(cluster.root, 'provider/assets/slow.bin');
   await Promise.all([
     cluster.controlPlane({
       namespace: 'consumer-ns',
@@ -217,7 +218,9 @@ describe('the binding answers bad requests with its status codes, state unchange
   });
 
   it('a counterparty that cannot be reached: bounded retries, then TERMINATED with the reason', async () => {
-    const { processId } = await consumer.startTransfer({ ...transfer('dsp-unreachable', 'agreement-a', deadUrl), settings: { counterpartyRetryBudget: '3s' } });
+    // a budget of 10 s, not 3 s: a first attempt a loaded machine starts only after the budget ended
+    // would end it by a timeout, without the failure the reason names
+    const { processId } = await consumer.startTransfer({ ...transfer('dsp-unreachable', 'agreement-a', deadUrl), settings: { counterpartyRetryBudget: '10s' } });
     const result = await consumer.result('consumer', processId);
     expect(result.state).toBe('TERMINATED');
     expect(result.reason).toMatch(/transfer request failed: fetch failed/);

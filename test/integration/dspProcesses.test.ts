@@ -126,7 +126,9 @@ beforeAll(async () => {
       fileRoot: cluster.root,
       provisioners: [{ kind: 'http', name: 'sources', url: providerSvc.url, side: 'source', endpointTypes: ['HttpData'] }],
       publicApi: { host: '127.0.0.1', port: 0 },
-      rateLimitBytesPerSec: 8 * 1024 * 1024,
+      // 20 s for the 40 MiB push the first test suspends in flight (at 8 MiB/s its 5 s were a margin a
+      // loaded machine could use up before the suspend landed, and the suspend was refused)
+      rateLimitBytesPerSec: 2 * 1024 * 1024,
       // the source stream and the consumer's sink are on loopback
       allowedNetworks: ['127.0.0.0/8'],
     }),
@@ -279,19 +281,13 @@ describe('two deployments over DSP: pull', () => {
 
     await consumer.terminate('consumer', processId, 'unsubscribed');
     expect(await provider.result('provider', providerPid)).toEqual({ state: 'TERMINATED', reason: 'terminated by counterparty: unsubscribed' });
-    // ... until the release revokes its token: then the provider hangs up on it
-    const cut = await Promise.race([
-      (async () => {
-        try {
-          while (!(await reader.read()).done);
-          return 'ended';
-        } catch {
-          return 'cut';
-        }
-      })(),
-      new Promise((r) => setTimeout(() => r('still streaming'), 15_000)),
-    ]);
-    expect(cut).not.toBe('still streaming');
+    // ... until the release revokes its token: then the provider hangs up on it. The provider's end implies the
+    // release, which destroys the stream, so no timer decides: a stream never cut fails by the test's timeout
+    try {
+      while (!(await reader.read()).done);
+    } catch {
+      // cut off mid-chunk: hung up as well
+    }
     expect((await consumer.result('consumer', processId)).state).toBe('TERMINATED');
     expect((await fetchWith(renewed)).status).toBe(403);
   });

@@ -166,6 +166,9 @@ describe('key rotation', () => {
     for (const pid of ['pull-rotate', 'pull-rotate-2']) {
       await ferryBA.complete('consumer', pid);
       expect(await ferryBA.result('consumer', pid)).toEqual({ state: 'COMPLETED', reason: 'transfer completed' });
+      // the provider releases (revokes the EDR) after it took the consumer's completion, so it may end after the consumer
+      const providerPid = (await ferryBA.status('consumer', pid)).counterpartyPid!;
+      expect(await ferryBA.result('provider', providerPid)).toEqual({ state: 'COMPLETED', reason: 'transfer completed' });
     }
     // released: the old token is refused now, not because of its key
     expect((await fetchWith(old)).status).toBe(403);

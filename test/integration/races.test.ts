@@ -84,13 +84,14 @@ beforeAll(async () => {
   await Promise.all([
     cluster.controlPlane({ connectorId: 'c', dataPlanes: [{ id: 'c-dp', transferTypes: ['HttpData-PUSH', 'File-PUSH', 'HttpData-PULL'] }] }),
     cluster.dataPlane({ instanceId: 'c-dp', fileRoot: cluster.root, provisioners: [] }),
-    // a provider whose data plane holds a provisioned resource and is slow to stop (2 s stale waits, 5 s heartbeat timeout)
+    // a provider whose data plane holds a provisioned resource and is slow to stop (2 s stale waits, 5 s heartbeat
+    // timeout); 20 stale rounds (the most allowed), not 8: a stop a loaded machine stretches past 8 × 2 s must not end the process
     cluster.controlPlane({
       connectorId: 'p',
       dataPlanes: [{ id: 'p-dp', transferTypes: ['HttpData-PUSH'] }],
       assets: slowAssets,
       agreements: Object.fromEntries(Object.keys(slowAssets).map((k) => [`agreement-${k}`, { assetId: k, counterparty: k === 'xs' ? 'c-held' : 'c' }])),
-      transfer: { requestedTimeout: '2s', staleRetries: 8 },
+      transfer: { requestedTimeout: '2s', staleRetries: 20 },
     }),
     // source and sink are on loopback, which a data plane reaches only when allowed
     cluster.dataPlane({ instanceId: 'p-dp', fileRoot: cluster.root, provisioners: [http('staging', staging.url, ['HttpData'])], dataFlow: { transferHeartbeatTimeout: '5s' }, allowedNetworks: ['127.0.0.0/8'] }),

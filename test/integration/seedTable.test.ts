@@ -5,7 +5,7 @@ import { inClusterAddress } from '../../src/ids.js';
 import { DEPRECATED_TRANSFER_PROCESS_STATES } from '../../src/TransferProcessState.js';
 import { startProvisioningService, type ProvisioningService } from '../fixtures/provisioningService.js';
 import { startCluster, type Cluster } from '../support/cluster.js';
-import { flowStatus, makeAsset, providerPidOf, sha256File, statesOf } from '../support/transfers.js';
+import { flowStatus, makeAsset, makeEndlessAsset, providerPidOf, sha256File, statesOf } from '../support/transfers.js';
 
 /**
  * Every row of the seed's flow table, both columns, for consumer and provider, on a real
@@ -23,8 +23,9 @@ beforeAll(async () => {
   cluster = await startCluster();
   service = await startProvisioningService({ mode: 'async', fileRoot: cluster.root });
   small = makeAsset(cluster.root, 'assets/small.bin', 1024 * 1024 + 17);
-  // 48 MiB at 4 MiB/s: long enough to suspend and terminate while the bytes move
-  makeAsset(cluster.root, 'assets/big.bin', 48 * 1024 * 1024);
+  // suspended, resumed and terminated while the bytes move: endless, since a finite one (48 MiB at 4 MiB/s)
+  // could complete before the commands land on a loaded machine
+  makeEndlessAsset(cluster.root, 'assets/big.bin');
   const assets = {
     small: { endpointType: 'File' as const, endpoint: path.join(cluster.root, 'assets/small.bin'), endpointProperties: [] },
     big: { endpointType: 'File' as const, endpoint: path.join(cluster.root, 'assets/big.bin'), endpointProperties: [] },
@@ -197,9 +198,14 @@ describe('client commands', () => {
     expect(second.workflowId).toBe(first.workflowId);
     await cluster.ferry.result('c-sync', 'twice-1');
     expect((await cluster.ferry.startTransfer(req)).workflowId).toBe(first.workflowId);
-    const runs = [];
-    for await (const w of cluster.client.workflow.list({ query: `WorkflowId = '${first.workflowId}'` })) runs.push(w);
-    expect(runs).toHaveLength(1);
+    // visibility is eventually consistent: wait until it lists the run, then it must list that one only
+    const runs = async () => {
+      const found = [];
+      for await (const w of cluster.client.workflow.list({ query: `WorkflowId = '${first.workflowId}'` })) found.push(w);
+      return found.length;
+    };
+    await expect.poll(runs, { timeout: 60_000 }).toBeGreaterThan(0);
+    expect(await runs()).toBe(1);
   });
 });
 

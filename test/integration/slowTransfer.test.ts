@@ -6,16 +6,17 @@ import { makeAsset, providerPidOf, sha256File } from '../support/transfers.js';
 
 /**
  * Issue 9: a push slower than its heartbeat timeout is alive, not dead. The provider's data plane is
- * capped at 64 KiB/s and the heartbeat timeout scaled down to 3 s (30 s by default, with heartbeats
- * every 500 ms instead of 1 s): 768 KiB take 12 s, four heartbeat timeouts, in which no 4 MiB
- * boundary is ever crossed. It completes in one attempt.
+ * capped at 64 KiB/s and the heartbeat timeout scaled down to 10 s (30 s by default, with heartbeats
+ * every 500 ms instead of 1 s): 1.5 MiB take 24 s, more than two heartbeat timeouts, in which no
+ * 4 MiB boundary is ever crossed. It completes in one attempt. (At 3 s, heartbeats sent at most every
+ * second left 2 s of slack: a loaded machine could stall the worker that long and retry the push.)
  */
 let cluster: Cluster;
 let asset: { file: string; sha256: string };
 
 beforeAll(async () => {
   cluster = await startCluster();
-  asset = makeAsset(cluster.root, 'assets/slow.bin', 768 * 1024);
+  asset = makeAsset(cluster.root, 'assets/slow.bin', 1536 * 1024);
   await Promise.all([
     cluster.controlPlane({ connectorId: 'consumer', dataPlanes: [{ id: 'consumer-dp', transferTypes: ['File-PUSH'] }] }),
     cluster.dataPlane({ instanceId: 'consumer-dp', fileRoot: cluster.root, provisioners: [{ kind: 'file-destination' }] }),
@@ -25,7 +26,7 @@ beforeAll(async () => {
       fileRoot: cluster.root,
       provisioners: [],
       rateLimitBytesPerSec: 64 * 1024,
-      dataFlow: { transferHeartbeatTimeout: '3s', transferHeartbeatInterval: '500ms' },
+      dataFlow: { transferHeartbeatTimeout: '10s', transferHeartbeatInterval: '500ms' },
     }),
   ]);
 });
@@ -35,7 +36,7 @@ afterAll(async () => {
 });
 
 describe('a slow push', () => {
-  it('a 64 KiB/s push of 768 KiB with a 3 s heartbeat timeout completes in one attempt', async () => {
+  it('a 64 KiB/s push of 1.5 MiB with a 10 s heartbeat timeout completes in one attempt', async () => {
     const { processId } = await cluster.ferry.startTransfer({
       connectorId: 'consumer',
       counterpartyAddress: inClusterAddress('provider'),

@@ -7,6 +7,7 @@ import type { TransferProcessState } from '../../src/TransferProcessState.js';
 import type { RunningDataPlane } from '../../worker/dataPlaneWorker.js';
 import { startProvisioningService, type ProvisioningMode, type ProvisioningService } from '../fixtures/provisioningService.js';
 import { startCluster, type Cluster } from '../support/cluster.js';
+import { until } from '../support/loopback.js';
 import { flowStatus, makeAsset, providerPidOf, sha256File, workflowHealth } from '../support/transfers.js';
 
 /**
@@ -24,6 +25,12 @@ const RUNS = Number(process.env.FERRY_MODEL_RUNS ?? 6);
 const SEED = Number(process.env.FERRY_MODEL_SEED ?? 20261128);
 const STABLE: TransferProcessState[] = ['STARTED', 'SUSPENDED', 'COMPLETED', 'TERMINATED'];
 const FINAL: TransferProcessState[] = ['COMPLETED', 'TERMINATED'];
+/**
+ * How long a side may take to become stable, both to settle, a data flow to end: a bound against a
+ * hang, far past the longest chain of the timers configured below (a 1 m counterpartyTimeout, a 20 s
+ * retry budget, 2 s stale waits, 6 s release timers), which a loaded machine runs late.
+ */
+const SETTLE_BOUND_MS = 10 * 60_000;
 
 type Side = 'consumer' | 'provider';
 type Pair = 'sync' | 'async';
@@ -120,7 +127,7 @@ class AwaitStable implements fc.AsyncCommand<object, Real> {
   check = () => true;
   async run(_: object, r: Real): Promise<void> {
     const { connector: c, pid } = names(r, this.side);
-    const s = await cluster.ferry.waitForState(c, pid, STABLE, 90_000);
+    const s = await cluster.ferry.waitForState(c, pid, STABLE, SETTLE_BOUND_MS);
     r.log.push(`${this.side} stable ${s.state}`);
   }
   toString = () => `${this.side}.awaitStable`;
@@ -180,7 +187,7 @@ const commands = fc.commands(
 
 /** Waits until both sides are stable and agree; what they agreed on. */
 async function settle(r: Real): Promise<TransferProcessState> {
-  const deadline = Date.now() + 150_000;
+  const deadline = Date.now() + SETTLE_BOUND_MS;
   let last = '';
   for (;;) {
     const [c, p] = await Promise.all((['consumer', 'provider'] as const).map((s) => cluster.ferry.status(names(r, s).connector, names(r, s).pid)));
@@ -217,10 +224,16 @@ async function checkInvariants(r: Real): Promise<void> {
     const { connector: c, pid } = names(r, s);
     // the data flow ends (bounded by its release timers) with everything released, or says why not
     const flowId = dataFlowWorkflowId(c, pid);
-    const ended = await Promise.race([
-      cluster.client.workflow.getHandle(flowId).result().then(() => true),
-      new Promise<false>((res) => setTimeout(() => res(false), 60_000)),
-    ]).catch(() => true);
+    // polled, not raced against a timer: its end follows from its own timers, which a loaded machine runs late
+    const handle = cluster.client.workflow.getHandle(flowId);
+    const ended = await until(
+      `${s} data flow to end or fail its release`,
+      async () => {
+        if (await handle.describe().then((d) => d.status.name !== 'RUNNING', () => true)) return 'ended';
+        return (await flowStatus(cluster.client, c, pid).catch(() => undefined))?.state === 'DEPROVISION_FAILED' ? 'open' : undefined;
+      },
+      SETTLE_BOUND_MS,
+    ).then((v) => v === 'ended', () => false);
     const flow = await flowStatus(cluster.client, c, pid).catch(() => undefined);
     if (flow) {
       const unreleased = flow.resources.filter((x) => x.released !== true);

@@ -1,5 +1,5 @@
 import { createHash, randomBytes } from 'node:crypto';
-import { createReadStream, mkdirSync, writeFileSync } from 'node:fs';
+import { createReadStream, mkdirSync, truncateSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import type { Client } from '@temporalio/client';
 import { historyToJSON } from '@temporalio/common/lib/proto-utils.js';
@@ -15,6 +15,18 @@ export function makeAsset(root: string, rel: string, bytes: number): { file: str
   const data = randomBytes(bytes);
   writeFileSync(file, data);
   return { file, sha256: createHash('sha256').update(data).digest('hex') };
+}
+
+/**
+ * A File asset no rate-limited push finishes while a test runs (64 GiB, sparse: it takes no disk), for
+ * tests that suspend or terminate a push in flight: a finite asset would make them race its end.
+ */
+export function makeEndlessAsset(root: string, rel: string): string {
+  const file = path.join(root, rel);
+  mkdirSync(path.dirname(file), { recursive: true });
+  writeFileSync(file, '');
+  truncateSync(file, 64 * 1024 ** 3);
+  return file;
 }
 
 export async function sha256File(file: string): Promise<string> {
