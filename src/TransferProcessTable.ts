@@ -58,7 +58,6 @@ export type TransferProcessAction =
   | 'complete'
   | 'completeByPeer'
   | 'completeWhileSuspending'
-  | 'suspensionAfterDelivery'
   | 'bytesArrived'
   | 'terminate'
   | 'terminateByPeer'
@@ -135,9 +134,11 @@ const LATER = (...events: TransferProcessEvent[]): Partial<Row> =>
   Object.fromEntries(events.map((e) => [e, { defer: `${e} kept until the process leaves {state}` }]));
 const ALREADY = (what: string): TPCell => ({ ignore: `already ${what}` });
 /**
- * The provider's completion reaches a consumer whose suspension it has not taken (the two crossed):
- * for the protocol the transfer was still STARTED, so it completes; the suspension is dropped once
- * the data plane settled it. A provider's own suspension crossing a consumer's completion is refused.
+ * The provider's completion reaches a consumer whose suspension it has not taken (the two crossed,
+ * or it refused the suspension because it was completing): for the protocol the transfer was still
+ * STARTED, so it completes; the suspension is dropped once the data plane settled it. Once SUSPENDED
+ * (the provider took the suspension) a completion is refused, as DSP says. A provider's own
+ * suspension crossing a consumer's completion is refused.
  */
 const COMPLETION_CROSSES_SUSPENSION: TPCell = { do: 'completeWhileSuspending', when: 'consumer', otherwise: refuseMessage('TransferCompletionMessage') };
 const TERMINATING_CELLS: Partial<Row> = {
@@ -215,14 +216,14 @@ export const TRANSFER_PROCESS_TABLE: EventTable<TransferProcessState, TransferPr
     'peer.completion': COMPLETION_CROSSES_SUSPENSION,
     ...LATER('peer.start'),
     'dataPlane.transferred': { ignore: 'the transfer was suspended; a resume finishes it' },
+    // the provider refused our suspension (it is ending the transfer): its word is awaited this long
+    'timer.deadline': { do: 'deadlinePassed' },
   }),
   SUSPENDED: row({
     ...ENDABLE,
     'client.resume': { do: 'resume' },
     'peer.start': { do: 'startByPeer' },
     'peer.suspension': ALREADY('suspended'),
-    // the provider took our suspension while its completion was already on its way
-    'peer.completion': COMPLETION_CROSSES_SUSPENSION,
     'timer.deadline': { do: 'deadlinePassed' },
     'dataPlane.transferred': { ignore: 'the transfer was suspended; a resume finishes it' },
   }),
@@ -238,9 +239,6 @@ export const TRANSFER_PROCESS_TABLE: EventTable<TransferProcessState, TransferPr
     ...SENDING,
     'client.terminate': { refuse: 'cannot terminate transfer process {pid} in state {state}: it completed and is telling the counterparty' },
     'peer.completion': ALREADY('completing'),
-    // the bytes were delivered before the consumer's suspension arrived: taken (as nothing to do), and
-    // our completion message tells it the transfer completed
-    'peer.suspension': { do: 'suspensionAfterDelivery', when: 'provider', otherwise: refuseMessage('TransferSuspensionMessage') },
     // the counterparty ended it first (and released its side): both sides end TERMINATED
     'peer.termination': { do: 'terminateByPeer' },
     'peer.start': { ignore: 'already completing' },

@@ -301,8 +301,6 @@ class TransferProcess {
         return this.complete('the counterparty', false);
       case 'completeWhileSuspending':
         return this.completeWhileSuspending();
-      case 'suspensionAfterDelivery':
-        return this.note('the consumer suspended after the bytes were delivered; the completion message tells it they were');
       case 'bytesArrived':
         return this.bytesArrived(data as DataPlaneCallback);
       case 'terminate':
@@ -383,8 +381,8 @@ class TransferProcess {
   }
 
   /**
-   * The provider's completion crossed our suspension, which it had not taken (or took only as
-   * "already completing"): for the protocol the transfer never stopped, so it completes. A
+   * The provider's completion crossed our suspension, which it had not taken (or refused, being
+   * already completing): for the protocol the transfer never stopped, so it completes. A
    * suspension message still on its way is given up; a data-plane call under way settles first.
    */
   private completeWhileSuspending(): void {
@@ -414,7 +412,9 @@ class TransferProcess {
     const why =
       this.state === 'SUSPENDED'
         ? `not resumed within ${s.suspendedTimeout}`
-        : this.role === 'PROVIDER'
+        : this.state === 'SUSPENDING'
+          ? `the provider refused the suspension and did not end the transfer within ${s.requestedTimeout}`
+          : this.role === 'PROVIDER'
           ? `no start command within ${s.counterpartyTimeout}`
           : `provider did not start within ${s.counterpartyTimeout}`;
     this.end({ reason: why, told: why, waitForRelease: true, failed: true });
@@ -637,6 +637,17 @@ class TransferProcess {
         return this.enter('COMPLETED', `${this.reason}; ${what}`);
       case 'TransferRequestMessage':
         return this.fail(`transfer request failed: ${why}`, { tell: false });
+      case 'TransferSuspensionMessage':
+        if (refused && this.role === 'CONSUMER' && patched(AWAIT_PROVIDER_AFTER_REFUSAL)) {
+          // most likely the provider is completing (its completion crossed our suspension) or
+          // terminating: its message follows, and decides; bounded by a timer
+          this.error = what;
+          this.note(`${what}; waiting up to ${this.settings.requestedTimeout} for the provider to end the transfer`);
+          return this.waits.timer('deadline', toMs(this.settings.requestedTimeout), `provider's end after a refused suspension (${this.settings.requestedTimeout})`, () =>
+            this.machine.post('timer.deadline'),
+          );
+        }
+        return this.fail(what, { tell: patched(TELL_AFTER_LOST_MESSAGE) });
       default:
         // given up on, it may still have been taken (its answer lost, or late past the budget): the
         // counterparty hears the termination too, or it would wait for a message that never comes
@@ -714,7 +725,7 @@ class TransferProcess {
     this.history.push({ state: to, at: now(), ...(note ? { note } : {}) });
     log.info('TransferProcess transition', { processId: this.input.processId, state: to, note });
     metrics.transitions.add(1, { state: to, role: this.role });
-    if (from === 'REQUESTED' || from === 'SUSPENDED') this.waits.stop('deadline');
+    if (from === 'REQUESTED' || from === 'SUSPENDED' || from === 'SUSPENDING') this.waits.stop('deadline');
     this.onEntry(to);
   }
 
@@ -867,6 +878,8 @@ class TransferProcess {
 
 /** Patch: a start or suspension message given up on is followed by a termination message (before: none). */
 const TELL_AFTER_LOST_MESSAGE = 'tell-after-lost-message';
+/** Patch: a consumer whose suspension the provider refused waits (bounded) for the provider's completion or termination (before: TERMINATED at once). */
+const AWAIT_PROVIDER_AFTER_REFUSAL = 'await-provider-after-refused-suspension';
 
 /** The callback that answers a call: a resume is answered as a start. */
 const callbackOp = (op: DataPlaneOp): DataPlaneCallback['op'] => (op === 'resume' ? 'start' : op === 'complete' ? 'transfer' : op);

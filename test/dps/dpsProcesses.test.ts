@@ -232,6 +232,8 @@ describe('ferry control planes drive ferry data planes over DPS: push', { timeou
     await provider.resume('provider', providerPid);
     await consumer.waitForState('consumer', processId, ['STARTED'], WAIT);
     await until('a new push', () => received.length > before || undefined);
+    // the provider is STARTED once the consumer took its start message, which may be after the consumer is
+    await provider.waitForState('provider', providerPid, ['STARTED'], WAIT);
 
     // and the other way round: the provider suspends, the consumer resumes
     await provider.suspend('provider', providerPid, 'provider maintenance');
