@@ -114,9 +114,10 @@ export async function callDataFlow(
       if (req.op === 'terminate' || req.op === 'complete') return { state: (await finalResult(client, workflowId)).state, async: false };
       // A start whose flow already delivered and ended: the call of a task that crashed after it
       // reached the flow, run again (its callbacks came before it); the answer is that it is done.
-      if (req.op === 'start' && opts.ifExists !== 'fail') {
+      // A suspend (or the resume after it) that came after the bytes were verified: answered so.
+      if ((req.op === 'start' && opts.ifExists !== 'fail') || req.op === 'suspend' || req.op === 'resume') {
         const ended = await finalResult(client, workflowId);
-        if (ended.outcome === 'completed') return { state: ended.state, async: false };
+        if (ended.outcome === 'completed') return { state: ended.state, async: false, completed: true };
       }
       throw new DataFlowGone(`data flow ${workflowId} has ended; cannot ${req.op}`);
     }

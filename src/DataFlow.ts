@@ -33,6 +33,8 @@ export interface DataFlowResponse {
   async: boolean;
   /** The (possibly rewritten) address the counterparty needs: the consumer's destination after `prepare`, a provider's EDR after `start` of a pull. */
   dataAddress?: DataAddress;
+  /** The flow's bytes were delivered and verified (a suspend or resume that came after that is answered so). */
+  completed?: true;
 }
 
 export interface ProvisionedResource {

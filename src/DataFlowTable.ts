@@ -46,6 +46,7 @@ export type DataFlowAction =
   | 'terminate'
   | 'complete'
   | 'repeat'
+  | 'alreadyDelivered'
   | 'joinStart'
   | 'resumeAfterRelease'
   | 'provisioned'
@@ -115,9 +116,15 @@ const RELEASING: Partial<Row> = {
   'provisioner.calledBack': { do: 'calledBack' },
   'timer.callback': { do: 'callbackTimedOut' },
 };
+/**
+ * A suspend (or the resume after it) that reaches a flow whose bytes were verified first: answered
+ * "completed", so the process suspends and its resume completes the transfer (never a refusal that
+ * would end a delivered transfer TERMINATED).
+ */
+const TOO_LATE_TO_STOP: Partial<Row> = { 'call.suspend': { do: 'alreadyDelivered' }, 'call.resume': { do: 'alreadyDelivered' } };
 /** Repeated calls after the flow stopped, by outcome. */
 const AFTER_STOP: Partial<Row> = {
-  'call.suspend': { do: 'repeat', when: 'suspended', otherwise: refuse('suspend') },
+  'call.suspend': { do: 'repeat', when: 'suspended', otherwise: { do: 'alreadyDelivered', when: 'completed', otherwise: refuse('suspend') } },
   'call.terminate': { do: 'terminate', when: 'suspended', otherwise: { do: 'repeat' } },
   'call.complete': { do: 'repeat', when: 'completed', otherwise: refuse('complete') },
 };
@@ -144,7 +151,7 @@ export const DATA_FLOW_TABLE: EventTable<DataFlowState, DataFlowEvent, DataFlowA
     'transfer.failed': { do: 'transferStopped', when: 'stopping', otherwise: { do: 'bytesFailed' } },
   }),
   // the bytes are verified; the release begins at once
-  COMPLETED: row({ ...STOPPED, 'call.complete': { do: 'repeat' }, 'call.terminate': { do: 'repeat' } }),
+  COMPLETED: row({ ...STOPPED, ...TOO_LATE_TO_STOP, 'call.complete': { do: 'repeat' }, 'call.terminate': { do: 'repeat' } }),
   SUSPENDED: row({
     ...STOPPED,
     'call.suspend': { do: 'repeat' },
@@ -168,19 +175,19 @@ export const DATA_FLOW_TABLE: EventTable<DataFlowState, DataFlowEvent, DataFlowA
     ...RELEASING,
     ...AFTER_STOP,
     // a resume while the suspension's release settles: it starts once the release is done
-    'call.resume': { do: 'resumeAfterRelease', when: 'suspended', otherwise: refuse('resume') },
+    'call.resume': { do: 'resumeAfterRelease', when: 'suspended', otherwise: { do: 'alreadyDelivered', when: 'completed', otherwise: refuse('resume') } },
   }),
   DEPROVISION_REQUESTED: row({
     ...STOPPED,
     ...RELEASING,
     ...AFTER_STOP,
-    'call.resume': { do: 'resumeAfterRelease', when: 'suspended', otherwise: refuse('resume') },
+    'call.resume': { do: 'resumeAfterRelease', when: 'suspended', otherwise: { do: 'alreadyDelivered', when: 'completed', otherwise: refuse('resume') } },
   }),
   DEPROVISIONED: row({
     ...AFTER_STOP,
     // as in SUSPENDED: what the suspension released is released once more as completed (delivered data kept)
     'call.complete': { do: 'repeat', when: 'completed', otherwise: { do: 'complete', when: 'suspended', otherwise: refuse('complete') } },
-    'call.resume': { do: 'resume', when: 'suspended', otherwise: refuse('resume') },
+    'call.resume': { do: 'resume', when: 'suspended', otherwise: { do: 'alreadyDelivered', when: 'completed', otherwise: refuse('resume') } },
     'timer.idle': { do: 'idle' },
   }),
   // a release failed: a repeated terminate tries it again

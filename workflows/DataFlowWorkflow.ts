@@ -186,6 +186,9 @@ class DataFlow {
         return this.complete();
       case 'repeat':
         return this.repeat(event);
+      case 'alreadyDelivered':
+        this.note(`${event} after the bytes were verified: answered as completed`);
+        return this.respond(false);
       case 'joinStart':
         if (!this.purposes.includes('start')) this.purposes.push('start');
         this.owed.add('start');
@@ -727,7 +730,7 @@ class DataFlow {
   // ---- states, notes, status ----
 
   private respond(async: boolean, dataAddress?: DataAddress): DataFlowResponse {
-    return { state: this.state, async, ...(dataAddress ? { dataAddress } : {}) };
+    return { state: this.state, async, ...(dataAddress ? { dataAddress } : {}), ...(this.outcome === 'completed' ? { completed: true as const } : {}) };
   }
 
   private enter(to: DataFlowState, note?: string): void {

@@ -478,7 +478,13 @@ class TransferProcess {
       if (response.dataAddress) this.took_address(call.op, response.dataAddress);
       this.call = undefined;
       if (this.state !== call.next) this.enter(call.next, `data plane answered ${call.op} at once (${response.state})`);
-      return this.then(call.then);
+      if (response.completed && call.op === 'suspend') this.note('the bytes were verified before the suspension reached the data plane: a resume completes the transfer');
+      this.then(call.then);
+      // a push whose bytes were verified before it was suspended: resumed, it is complete
+      if (response.completed && call.op === 'resume' && this.state === 'STARTED' && this.role === 'PROVIDER' && !this.pull) {
+        this.bytesArrived({ flowId: this.input.processId, op: 'transfer', ok: true });
+      }
+      return;
     }
     if (this.state !== call.requested) this.enter(call.requested, `data plane is ${response.state}`);
     this.waits.timer('stale', toMs(this.settings.requestedTimeout), `stale timer: ${call.requested}`, () => this.machine.post('timer.stale'));

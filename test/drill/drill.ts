@@ -218,7 +218,8 @@ const SCENARIOS: Scenario[] = [
       const batch = await ctx.h.startBatch(ctx.name, ctx.n, this.kind);
       // every start message has arrived: the bytes are moving, the completion messages are to come
       const inFlight = await reach(ctx, 'consumer', 'transferProcess', 'STARTED', Math.ceil(ctx.n * 0.9));
-      // the consumer's endpoint goes away while the bytes arrive, for longer than the retry budget
+      // the consumer's endpoint goes away while the bytes arrive, for 3 minutes: the provider's completion
+      // messages are retried through it (a completion never told at all is test/integration/timers.test.ts's)
       await ctx.h.proxies.consumer.down();
       await sleep(DSP_BUDGET_MS * 3);
       await ctx.h.proxies.consumer.up();

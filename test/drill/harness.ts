@@ -37,17 +37,13 @@ export const DRILL_TRANSFER_SETTINGS = {
   activityMaxAttempts: 10,
   retryInitialInterval: '1s',
   retryMaximumInterval: '4s',
-  counterpartyRetryBudget: '60s',
+  // 200 starts, suspensions or resumes at once on a loaded 2-core machine can keep answers past a
+  // minute (the default is an hour); the DSP outage drills give their requests DSP_BUDGET_MS each
+  counterpartyRetryBudget: '5m',
 };
-/**
- * The consumer's messages get 5 minutes: 200 suspensions or resumes at once on a 2-core machine can
- * keep a provider's answers past a minute (the default budget is an hour). The DSP outage drills give
- * their requests `DSP_BUDGET_MS` per transfer; the provider's completions keep `DSP_BUDGET_MS`.
- */
-export const DRILL_CONSUMER_SETTINGS = { ...DRILL_TRANSFER_SETTINGS, counterpartyRetryBudget: '5m' };
 /** The connector watchdog, sooner than by default, so a lost data plane or counterparty ends a transfer within the drill. */
 export const DRILL_WATCHDOG = { interval: '30s', lostAfter: '2m' };
-/** How long a counterparty may be away before the messages to it give up (`counterpartyRetryBudget`). */
+/** How long a counterparty may be away before the requests of the DSP outage drills give up (their per-transfer `counterpartyRetryBudget`). */
 export const DSP_BUDGET_MS = 60_000;
 // deprovisioning held by the drill (until every flow of the batch is there and the worker was killed) must outlast the hold
 export const DRILL_DATAFLOW_SETTINGS = { provisionTimeout: '45s', deprovisionTimeout: '5m' };
@@ -217,7 +213,7 @@ export class Harness {
       connectorId: 'consumer',
       temporal: temporal('org-a'),
       dataPlanes: [{ id: 'consumer-dp', transferTypes: types }],
-      transfer: DRILL_CONSUMER_SETTINGS,
+      transfer: DRILL_TRANSFER_SETTINGS,
       watchdog: DRILL_WATCHDOG,
       dsp: { host: '127.0.0.1', port: cDsp, publicUrl: consumerUrl, counterparties: [{ id: 'provider', address: this.providerDspUrl, inboundToken: tokens.p2c, outboundToken: tokens.c2p }] },
     });

@@ -6,6 +6,7 @@ import type { AddressInfo } from 'node:net';
 import path from 'node:path';
 import { WithStartWorkflowOperation } from '@temporalio/client';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { callDataFlow } from '../../activities/dataFlowCalls.js';
 import { InClusterTransport } from '../../activities/transport/InClusterTransport.js';
 import { dataFlowStatusQuery, prepareUpdate, type DataFlowInput } from '../../src/DataFlow.js';
 import { DSP_CONTEXT } from '../../src/dsp.js';
@@ -77,7 +78,7 @@ beforeAll(async () => {
   await listen(sink);
   makeAsset(cluster.root, 'assets/small.bin', 256 * 1024);
   const slowAssets = Object.fromEntries(
-    ['r1', 'r2', 'r4', 'gc', 'gt', 'xs'].map((k) => [k, { endpointType: 'HttpData' as const, endpoint: `${sourceUrl}/${k}`, endpointProperties: [] }]),
+    ['r1', 'r2', 'r4', 'gc', 'gt', 'xs', 'gx'].map((k) => [k, { endpointType: 'HttpData' as const, endpoint: `${sourceUrl}/${k}`, endpointProperties: [] }]),
   );
   const fileAsset = (name: string) => ({ endpointType: 'File' as const, endpoint: path.join(cluster.root, 'assets', name), endpointProperties: [] });
   const http = (name: string, url: string, endpointTypes: string[]) => ({ kind: 'http' as const, name, url, side: 'destination' as const, endpointTypes });
@@ -239,6 +240,38 @@ describe("a consumer's suspension crossing the provider's completion of a push",
     expect(flow.state).toBe('DEPROVISIONED');
     expect(flow.resources.map((r) => r.released)).toEqual([true]);
     await expectHealthy('c-held', 'xs', 'p', providerPid);
+  });
+});
+
+describe('a suspension that reaches a data flow whose bytes were verified first', () => {
+  it('is answered "completed" (so the process suspends, and its resume completes it), while the flow releases and after it ended', async () => {
+    const open = gate('/gx');
+    const stalled = once(stalls, '/gx');
+    await cluster.ferry.startTransfer(slowPush('gx'));
+    const providerPid = await providerPidOf(cluster.ferry, 'c', 'gx');
+    await cluster.ferry.waitForState('p', providerPid, ['STARTED']);
+    await stalled;
+    // the provider's data flow holds its release after the bytes are verified
+    staging.setAutoRelease(false);
+    try {
+      open();
+      expect((await cluster.ferry.result('p', providerPid)).state).toBe('COMPLETED');
+      const flow: DataFlowInput = { flowId: providerPid, connectorId: 'p', processId: providerPid, role: 'PROVIDER', instanceId: 'p-dp', callbackWorkflowId: transferProcessWorkflowId('p', providerPid) };
+      const call = (op: 'suspend' | 'resume') =>
+        callDataFlow(cluster.client, { flow, taskQueue: dataPlaneTaskQueue('p-dp'), ...(op === 'suspend' ? { op, message: { reason: 'late' } } : { op, message: { transferType: 'HttpData-PUSH' } }) });
+      expect((await flowStatus(cluster.client, 'p', providerPid)).state).toMatch(/^(COMPLETED|DEPROVISIONING|DEPROVISION_REQUESTED)$/);
+      expect(await call('suspend')).toMatchObject({ async: false, completed: true });
+      expect(await call('resume')).toMatchObject({ async: false, completed: true });
+    } finally {
+      staging.setAutoRelease(true);
+      await staging.releasePending();
+    }
+    const flowWorkflow = cluster.client.workflow.getHandle(dataFlowWorkflowId('p', providerPid));
+    expect((await flowWorkflow.result()).state).toBe('DEPROVISIONED');
+    const flow: DataFlowInput = { flowId: providerPid, connectorId: 'p', processId: providerPid, role: 'PROVIDER', instanceId: 'p-dp', callbackWorkflowId: transferProcessWorkflowId('p', providerPid) };
+    // and once the flow has ended
+    expect(await callDataFlow(cluster.client, { flow, taskQueue: dataPlaneTaskQueue('p-dp'), op: 'suspend', message: { reason: 'late' } })).toMatchObject({ async: false, completed: true });
+    await expectHealthy('c', 'gx', 'p', providerPid);
   });
 });
 
