@@ -385,6 +385,11 @@ async function main(): Promise<void> {
       }));
     }
   } finally {
+    // the table first: a client call still retrying when the connection closes must not take it along
+    if (rows.length) console.log(`\n${table(rows)}\n`);
+    process.on('uncaughtException', (e) => {
+      if (!/Channel has been shut down/.test(e.message)) throw e;
+    });
     await h.close();
     if (!values.keep) rmSync(root, { recursive: true, force: true });
     else {
@@ -393,7 +398,6 @@ async function main(): Promise<void> {
       log(`kept ${root} (Temporal's database, the configs, every worker's output)`);
     }
   }
-  console.log(`\n${table(rows)}\n`);
   for (const r of rows.filter((x) => x.notes.length)) console.log(`${r.drill}: ${r.notes.join('; ')}`);
   console.log(`\n${rows.filter((r) => r.pass).length} of ${rows.length} drills passed (${n} transfers each, ${((Date.now() - started) / 60_000).toFixed(1)} min)`);
   if (values.json) writeFileSync(values.json, JSON.stringify(rows, null, 2));
