@@ -249,8 +249,12 @@ export const AgreementsSchema = z.record(AgreementIdSchema, AgreementSchema);
 
 /** Limits of the DSP endpoint, per authenticated counterparty (unauthenticated callers: per IP). */
 export const DspLimitsSchema = z.strictObject({
-  /** Requests per `window` before 429 (with Retry-After). */
-  maxRequests: z.number().int().min(1).max(1_000_000).default(600),
+  /**
+   * Requests per `window` before 429 (with Retry-After). A counterparty with many transfers sends
+   * their messages and its watchdog's state checks: 600 a minute throttled a 200-transfer drill
+   * past its retry budget, so the default leaves room (`concurrency` bounds the load).
+   */
+  maxRequests: z.number().int().min(1).max(1_000_000).default(6000),
   window: duration('1s', '1h').default('1m'),
   /** Requests in progress at once before 429. */
   concurrency: z.number().int().min(1).max(10_000).default(64),
