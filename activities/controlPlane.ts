@@ -158,10 +158,11 @@ export function createControlPlaneActivities(deps: ControlPlaneDeps) {
         }
       } catch (e) {
         // a counterparty that answers "busy" (429, 503) is there: only silence counts towards lostAfter
-        if (e instanceof CounterpartyBusy) return Object.keys(suspect).length ? { suspect } : {};
-        suspect.peerSilentSince = was.peerSilentSince ?? now;
-        if (now - suspect.peerSilentSince >= lostAfterMs) {
-          return { alarm: { kind: 'peerLost', detail: `no answer for ${Math.round((now - suspect.peerSilentSince) / 1000)} s (${(e as Error).message})` } };
+        if (!(e instanceof CounterpartyBusy)) {
+          suspect.peerSilentSince = was.peerSilentSince ?? now;
+          if (now - suspect.peerSilentSince >= lostAfterMs) {
+            return { alarm: { kind: 'peerLost', detail: `no answer for ${Math.round((now - suspect.peerSilentSince) / 1000)} s (${(e as Error).message})` } };
+          }
         }
       }
     }

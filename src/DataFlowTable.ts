@@ -122,9 +122,11 @@ const RELEASING: Partial<Row> = {
  * would end a delivered transfer TERMINATED).
  */
 const TOO_LATE_TO_STOP: Partial<Row> = { 'call.suspend': { do: 'alreadyDelivered' }, 'call.resume': { do: 'alreadyDelivered' } };
+/** A suspend or resume of a flow that stopped otherwise than suspended: answered "completed" if it completed. */
+const delivered = (op: 'suspend' | 'resume'): DFCell => ({ do: 'alreadyDelivered', when: 'completed', otherwise: refuse(op) });
 /** Repeated calls after the flow stopped, by outcome. */
 const AFTER_STOP: Partial<Row> = {
-  'call.suspend': { do: 'repeat', when: 'suspended', otherwise: { do: 'alreadyDelivered', when: 'completed', otherwise: refuse('suspend') } },
+  'call.suspend': { do: 'repeat', when: 'suspended', otherwise: delivered('suspend') },
   'call.terminate': { do: 'terminate', when: 'suspended', otherwise: { do: 'repeat' } },
   'call.complete': { do: 'repeat', when: 'completed', otherwise: refuse('complete') },
 };
@@ -175,19 +177,19 @@ export const DATA_FLOW_TABLE: EventTable<DataFlowState, DataFlowEvent, DataFlowA
     ...RELEASING,
     ...AFTER_STOP,
     // a resume while the suspension's release settles: it starts once the release is done
-    'call.resume': { do: 'resumeAfterRelease', when: 'suspended', otherwise: { do: 'alreadyDelivered', when: 'completed', otherwise: refuse('resume') } },
+    'call.resume': { do: 'resumeAfterRelease', when: 'suspended', otherwise: delivered('resume') },
   }),
   DEPROVISION_REQUESTED: row({
     ...STOPPED,
     ...RELEASING,
     ...AFTER_STOP,
-    'call.resume': { do: 'resumeAfterRelease', when: 'suspended', otherwise: { do: 'alreadyDelivered', when: 'completed', otherwise: refuse('resume') } },
+    'call.resume': { do: 'resumeAfterRelease', when: 'suspended', otherwise: delivered('resume') },
   }),
   DEPROVISIONED: row({
     ...AFTER_STOP,
     // as in SUSPENDED: what the suspension released is released once more as completed (delivered data kept)
     'call.complete': { do: 'repeat', when: 'completed', otherwise: { do: 'complete', when: 'suspended', otherwise: refuse('complete') } },
-    'call.resume': { do: 'resume', when: 'suspended', otherwise: { do: 'alreadyDelivered', when: 'completed', otherwise: refuse('resume') } },
+    'call.resume': { do: 'resume', when: 'suspended', otherwise: delivered('resume') },
     'timer.idle': { do: 'idle' },
   }),
   // a release failed: a repeated terminate tries it again
